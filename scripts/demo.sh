@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Create (or reuse) .venv, start a local cluster of 4 engines, estimate pi on it, print who did what, stop it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e .
+export IPCLUSTER_DIR=${IPCLUSTER_DIR:-$(mktemp -d)}
+trap '.venv/bin/ipcluster stop --profile demo >/dev/null 2>&1 || true' EXIT
+.venv/bin/ipcluster start -n 4 --profile demo --daemonize
+.venv/bin/python examples/pi.py --profile demo
