@@ -59,7 +59,7 @@ class MalformedMessage(WireError):
     """The frames are not a message: no delimiter, too few frames, or frames that are not JSON."""
 
 
-class SerializationError(IPClusterError):
+class SerializationError(IPClusterError, TypeError):
     """An object could not be pickled for the wire; the message names the object."""
 
 
@@ -157,6 +157,17 @@ class RemoteError(KernelError):
     def print_traceback(self) -> None:
         print("\n".join(self.render_traceback()))
 
+    # The seed's and ipyparallel's CompositeError.elist holds (ename, evalue, traceback, engine_info)
+    # tuples; an element here is the RemoteError itself and also unpacks and indexes like that tuple.
+    def _fields(self) -> tuple[str, str, str, dict[str, Any]]:
+        return (self.ename, self.evalue, self.traceback, self.engine_info)
+
+    def __iter__(self) -> Any:
+        return iter(self._fields())
+
+    def __getitem__(self, index: int | slice) -> Any:
+        return self._fields()[index]
+
 
 class CompositeError(RemoteError):
     """Errors raised on several engines at once (one per failed task)."""
@@ -192,6 +203,10 @@ class CompositeError(RemoteError):
             lines.extend(err.render_traceback())
             lines.append("")
         return lines
+
+    def print_traceback(self, excid: int | None = None) -> None:  # type: ignore[override]
+        """Print every engine's traceback, or only the one at index ``excid`` of ``elist``."""
+        print("\n".join(self.render_traceback(excid)))
 
     def raise_exception(self, excid: int = 0) -> None:
         """Re-raise one of the collected errors by its index."""

@@ -6,9 +6,9 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e .
+install_log=.venv/install.log
+.venv/bin/python -m pip install -e . >"$install_log" 2>&1 || { cat "$install_log"; exit 1; }
 export IPCLUSTER_DIR=${IPCLUSTER_DIR:-$(mktemp -d)}
-trap '.venv/bin/ipcluster stop --profile demo >/dev/null 2>&1 || true' EXIT
-.venv/bin/ipcluster start -n 4 --profile demo --daemonize
-.venv/bin/python examples/pi.py --profile demo
+trap '.venv/bin/ipcluster stop >/dev/null 2>&1 || true' EXIT
+.venv/bin/ipcluster start -n 4 --daemonize
+.venv/bin/python examples/pi.py

@@ -7,6 +7,6 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e ".[test]"
+install_log=.venv/install.log
+.venv/bin/python -m pip install -e ".[test]" >"$install_log" 2>&1 || { cat "$install_log"; exit 1; }
 exec .venv/bin/python -m pytest "$@"

@@ -1,5 +1,6 @@
 """Profile directories, configuration, connection files and the cluster registry."""
 
+from .config import SECTIONS, Config, load_config
 from .connection import (
     SCHEMA_VERSION,
     connect_host,
@@ -10,9 +11,25 @@ from .connection import (
     write_connection_file,
 )
 from .dirs import DEFAULT_PROFILE, ProfileDir, base_dir, list_profiles, validate_profile_name
+from .manage import create_profile, open_profile, profile_config
+from .registry import ClusterRecord, list_records, read_record, remove_record, write_record
+from .templates import TEMPLATES, render_config
 
 __all__ = [
+    "ClusterRecord",
+    "Config",
     "DEFAULT_PROFILE",
+    "SECTIONS",
+    "TEMPLATES",
+    "create_profile",
+    "list_records",
+    "load_config",
+    "open_profile",
+    "profile_config",
+    "read_record",
+    "remove_record",
+    "render_config",
+    "write_record",
     "SCHEMA_VERSION",
     "ProfileDir",
     "base_dir",

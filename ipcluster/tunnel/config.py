@@ -20,7 +20,9 @@ from ipcluster.tunnel.errors import SSHConfigError
 
 __all__ = ["SSHTarget", "parse_server", "resolve_target", "default_ssh_config", "tilde"]
 
-_SERVER_RE = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:@\s\[\]]+))(?::(?P<port>\d+))?$")
+_SERVER_RE = re.compile(
+    r"^(?:(?P<user>[^@\s]+)@)?(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:@\s\[\]]+))(?::(?P<port>\d+))?$"
+)
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,9 @@ def parse_server(server: str) -> tuple[str | None, str, int | None]:
         text = text[len("ssh://") :].rstrip("/")
     match = _SERVER_RE.match(text)
     if not text or match is None:
-        raise SSHConfigError(f"cannot understand SSH server {server!r}; write it as [user@]host[:port] or an alias")
+        raise SSHConfigError(
+            f"cannot understand SSH server {server!r}; write it as [user@]host[:port] or an alias"
+        )
     port = int(match["port"]) if match["port"] else None
     if port is not None and not 0 < port < 65536:
         raise SSHConfigError(f"SSH port {port} in {server!r} is out of range; use 1-65535")
@@ -116,7 +120,9 @@ def resolve_target(
     try:
         config_port = int(found["port"]) if "port" in found else 22
     except ValueError as exc:
-        raise SSHConfigError(f"ssh_config Port for {host} is not a number; fix the Host {host} block") from exc
+        raise SSHConfigError(
+            f"ssh_config Port for {host} is not a number; fix the Host {host} block"
+        ) from exc
     if known_hosts is not None:
         entries = [known_hosts] if isinstance(known_hosts, (str, os.PathLike)) else list(known_hosts)
         known = tuple(os.path.expanduser(str(p)) for p in entries)
