@@ -41,7 +41,9 @@ def main() -> None:
         elapsed = time.perf_counter() - start
         total = args.samples * args.tasks
         per_engine = collections.Counter(md["engine_id"] for md in result.metadata)
-        print(f"pi ~= {4.0 * hits / total:.6f} from {total:,} samples on {len(rc.ids)} engines in {elapsed:.2f} s")
+        print(
+            f"pi ~= {4.0 * hits / total:.6f} from {total:,} samples on {len(rc.ids)} engines in {elapsed:.2f} s"
+        )
         for engine_id in sorted(per_engine):
             share = per_engine[engine_id] / args.tasks
             print(f"  engine {engine_id}: {per_engine[engine_id]:3d} tasks ({share:5.1%})")

@@ -109,7 +109,8 @@ class Cluster:
         controller: str | None = None,
     ) -> None:
         if profile and profile_dir is None and not ProfileDir.for_name(profile).exists():
-            create_profile(profile)  # as ipyparallel's Cluster does; named like a template, it gets that template
+            # as ipyparallel's Cluster does; a profile named like a template gets that template
+            create_profile(profile)
         self.profile = open_profile(profile, profile_dir)
         if isinstance(config, Config):
             self.config = config

@@ -36,7 +36,9 @@ def readme_console_session() -> list[tuple[str, list[str]]]:
 
 
 def run(command: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, shell=True, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        command, shell=True, env=env, capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
 
 
 def test_readme_quick_start_prints_what_it_shows(tmp_path: Path) -> None:

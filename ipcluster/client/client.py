@@ -31,6 +31,7 @@ from .directview import DirectView
 from .lbview import LoadBalancedView
 from .metadata import Metadata
 from .results import ResultsView
+from .retention import History, Retention
 from .routing import ReplyRouter
 
 _LIVE_CLIENTS: weakref.WeakSet[Client] = weakref.WeakSet()
@@ -43,6 +44,25 @@ def _small(buffers: Any) -> bool:
         if (b.nbytes if isinstance(b, memoryview) else len(b)) >= ZERO_COPY_THRESHOLD:
             return False
     return True
+
+
+class SendTracker:
+    """What ``track=True`` gives an AsyncResult (``ar.sent``, ``ar.wait_for_send()``).
+
+    A tracked call copies its buffers before it returns, so the caller may modify the arrays it passed at
+    once: the tracker is done from the start. (Untracked large arrays travel zero-copy: do not modify them
+    until their result is back.)
+    """
+
+    done = True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return True
+
+
+def _owned(buffers: Any) -> list[Any]:
+    """The buffers as bytes the caller cannot change any more (``track=True``)."""
+    return [b if isinstance(b, bytes) else bytes(b) for b in buffers]
 
 
 def _cluster_attr(cluster: Any, name: str) -> Any:
@@ -69,7 +89,8 @@ class Client(ControlMixin, ReplyRouter):
 
     ``Client()`` reads the default profile's ``security/ipcontroller-client.json``; pass a profile name,
     a profile directory, a connection file path or the file's dict instead. ``timeout`` (s) bounds the wait
-    for the connection file and for the controller's answer.
+    for the connection file and for the controller's answer. ``max_results`` bounds what ``results`` and
+    ``metadata`` keep of tasks whose AsyncResult is gone (the most recent ones stay; None keeps all).
     """
 
     block: bool = False
@@ -88,6 +109,7 @@ class Client(ControlMixin, ReplyRouter):
         paramiko: bool | None = None,
         timeout: float = 10,
         cluster_id: str | None = None,
+        max_results: int | None = 10_000,
         **extra_args: Any,
     ) -> None:
         self._closed = True
@@ -137,11 +159,12 @@ class Client(ControlMixin, ReplyRouter):
             urls = tunnel_urls(urls, server, sshkey, password, ssh_options)
         self._urls = urls
         # state shared with the IO thread (plain dict/set operations are atomic under the GIL)
-        self.history: list[str] = []
+        self.history: History = History(self._msg_prefix)
         self.outstanding: set[str] = set()
         self.metadata: dict[str, Metadata] = {}
         self._replies: dict[str, dict[str, Any]] = {}
         self.results = ResultsView(self)
+        self._retention = Retention(max_results, (self.metadata, self._replies, self.results._cache))
         self._pending: dict[str, tuple[AsyncResult, int]] = {}
         self._held: dict[str, float] = {}
         self._iopub_seen: dict[str, int] = {}
@@ -260,6 +283,9 @@ class Client(ControlMixin, ReplyRouter):
     ) -> AsyncResult:
         """Send one message per (engine ident or None, engine id) and return the AsyncResult tracking them."""
         self._check_open()
+        if ar_kwargs.pop("track", False):
+            buffers = _owned(buffers)
+            ar_kwargs["tracker"] = SendTracker()
         digests = self._digests(list(buffers)) if buffers else []
         built = []
         for ident, eid in requests:
@@ -288,6 +314,7 @@ class Client(ControlMixin, ReplyRouter):
             self._pending[msg_id] = (ar, i)
             self.outstanding.add(msg_id)
             self.history.append(msg_id)
+        self._retention.track(ar, (b[0]["msg_id"] for b in built))
 
     def _submit_batch(
         self,
@@ -300,6 +327,9 @@ class Client(ControlMixin, ReplyRouter):
         """Send many apply requests, each (engine ident or None, engine id, buffers, metadata), tracked by one
         AsyncResult."""
         self._check_open()
+        if ar_kwargs.pop("track", False):
+            items = [(ident, eid, _owned(buffers), md) for ident, eid, buffers, md in items]
+            ar_kwargs["tracker"] = SendTracker()
         built = []
         for ident, eid, buffers, metadata in items:
             header, frames = self._frames(msg_type, None, metadata, buffers, None, ident)

@@ -71,15 +71,40 @@ def load_connection_info(
     if isinstance(url_file, dict):
         return validate_connection_info(dict(url_file), "the connection dict"), "the connection dict"
     if isinstance(url_file, str) and "://" in url_file:
-        raise ConnectionFileError(
-            f"Client({url_file!r}): a bare url does not carry the key and ports; pass the connection file "
-            "(security/ipcontroller-client.json) or its dict instead"
-        )
+        path = _file_for_url(url_file, profile, profile_dir)
+        if path is None:
+            raise ConnectionFileError(
+                f"Client({url_file!r}): a bare url does not carry the key and ports, and no connection file "
+                "on this machine names that controller; pass the connection file "
+                "(security/ipcontroller-client.json) or its dict instead"
+            )
+        return read_connection_file(path), str(path)
     path = find_connection_file(url_file, profile, profile_dir, ipython_dir, cluster_id)
     deadline = time.monotonic() + max(0.0, timeout)
     while not path.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     return read_connection_file(path), str(path)
+
+
+def _file_for_url(url: str, profile: Any, profile_dir: Any) -> Path | None:
+    """The client connection file of a controller registering at ``url`` (the seed's ``Client(url)``): the
+    key and ports are in that file, so a bare url works on any machine that has it, in the chosen profile
+    or, when none is named, in any profile."""
+    from ipcluster.profiles.dirs import list_profiles
+
+    if profile or profile_dir:
+        profiles = [ProfileDir.find(profile, profile_dir)]
+    else:
+        profiles = list_profiles()
+    for prof in profiles:
+        for path in sorted(prof.security_dir.glob("ipcontroller*-client.json")):
+            try:
+                info = read_connection_file(path)
+            except (ConnectionFileError, OSError, ValueError):
+                continue
+            if url in (info.get("url"), url_for(info, "registration")):
+                return path
+    return None
 
 
 def channel_urls(info: dict[str, Any]) -> dict[str, str]:

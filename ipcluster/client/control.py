@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import datetime
 from typing import Any
 
 from ipcluster import error, wire
@@ -151,7 +152,15 @@ class ControlMixin:
     def db_query(self, query: dict[str, Any], keys: list[str] | None = None) -> list[dict[str, Any]]:
         """Task records matching a (Mongo-style) query."""
         content = self._query("db_request", {"query": query, "keys": keys})["content"]  # type: ignore[attr-defined]
-        return list(content.get("records", []))
+        records = list(content.get("records", []))
+        for record in records:  # timestamps come back as datetimes, as in the seed and ipyparallel
+            for key in _DATE_KEYS.intersection(record):
+                if isinstance(record[key], str):
+                    try:
+                        record[key] = datetime.fromisoformat(record[key])
+                    except ValueError:
+                        pass
+        return records
 
     def get_result(
         self, indices_or_msg_ids: Any = None, block: bool | None = None, owner: bool = True
@@ -204,6 +213,9 @@ class ControlMixin:
 
     def resubmit(self, indices_or_msg_ids: Any = None, block: bool | None = None) -> AsyncResult:
         raise NotImplementedError("resubmit is not supported: submit the task again with the view")
+
+
+_DATE_KEYS = frozenset(("submitted", "started", "completed", "received"))
 
 
 def _split_records(content: dict[str, Any], buffers: list[Any]) -> dict[str, dict[str, Any]]:

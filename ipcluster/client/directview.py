@@ -45,6 +45,7 @@ class DirectView(View):
             fname=func_name(f),
             targets=ids,
             single=isinstance(targets, int),
+            track=self.track if track is None else track,
         )
         return self._finish_call(ar, block)
 
@@ -85,6 +86,7 @@ class DirectView(View):
             return_exceptions=return_exceptions,
             elementwise=elementwise,
             length=n,
+            track=self.track if track is None else track,
         )
         return self._finish_call(ar, None)
 
@@ -109,6 +111,11 @@ class DirectView(View):
             targets=ids,
             single=isinstance(targets, int),
         )
+        if not silent:  # the seed's pyin: the code that ran (known here, so no engine round trip for it)
+            for msg_id in ar.msg_ids:
+                md = self.client.metadata.get(msg_id)
+                if md is not None:
+                    md["execute_input"] = code
         self.history.extend(ar.msg_ids)
         if self.block if block is None else block:
             ar.get()  # raises the engines' errors; the finished result still carries stdout, as in ipyparallel
@@ -130,7 +137,7 @@ class DirectView(View):
         """Define the names of ``ns`` in each engine's namespace."""
         if not isinstance(ns, dict):
             raise TypeError(f"push takes a dict of names to values, not {type(ns).__name__}")
-        return self._really_apply(_push, (ns,), {}, block=block, targets=targets)
+        return self._really_apply(_push, (ns,), {}, block=block, track=track, targets=targets)
 
     def pull(
         self, names: str | list[str] | tuple[str, ...], targets: Any = None, block: bool | None = None
@@ -188,7 +195,13 @@ class DirectView(View):
                 (ident, eid, wire.pack_apply_message(None, ({key: value},), {}, f_frame=f_frame), None)
             )
         ar = self.client._submit_batch(
-            clientio.MUX, "apply_request", items, AsyncResult, fname="scatter", targets=ids
+            clientio.MUX,
+            "apply_request",
+            items,
+            AsyncResult,
+            fname="scatter",
+            targets=ids,
+            track=self.track if track is None else track,
         )
         value = self._finish_call(ar, block)
         return None if value is not ar else ar

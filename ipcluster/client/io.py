@@ -19,6 +19,7 @@ import zmq
 
 from ipcluster import wire
 from ipcluster.error import WireError
+from ipcluster.wire import send_frames
 
 log = logging.getLogger("ipcluster.client")
 
@@ -232,10 +233,7 @@ class ClientIO(threading.Thread):
             except IndexError:
                 return
             try:
-                send = out[channel].send
-                last = len(frames) - 1
-                for i, frame in enumerate(frames):
-                    send(frame, _SNDMORE if i < last else 0, copy=copy)
+                send_frames(out[channel], frames, copy)
             except zmq.ZMQError as exc:
                 self._bad.warning(channel, "could not send a message: %s", exc)
 

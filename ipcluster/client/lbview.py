@@ -83,6 +83,7 @@ class LoadBalancedView(View):
             metadata=self._task_metadata(),
             fname=func_name(f),
             single=True,
+            track=self.track if track is None else track,
         )
         return self._finish_call(ar, block)
 
@@ -123,6 +124,7 @@ class LoadBalancedView(View):
             return_exceptions=return_exceptions,
             elementwise=elementwise,
             length=n,
+            track=self.track if track is None else track,
         )
         return self._finish_call(ar, None)
 

@@ -76,6 +76,14 @@ def _port_range(ctx: click.Context, param: click.Parameter, value: str | None) -
     help="Missed beats before an engine fails.",
 )
 @click.option(
+    "--disconnect-grace",
+    type=click.IntRange(0, None),
+    default=0,
+    show_default=True,
+    metavar="MS",
+    help="When an engine's heartbeat connection closes, fail it unless it pongs again within MS ms.",
+)
+@click.option(
     "--scheme",
     type=click.Choice(SCHEMES),
     default="leastload",
@@ -124,6 +132,13 @@ def _port_range(ctx: click.Context, param: click.Parameter, value: str | None) -
     default=100_000,
     show_default=True,
     help="Completed task records kept in memory (oldest dropped first).",
+)
+@click.option(
+    "--task-retention-bytes",
+    type=click.IntRange(0, None),
+    default=256 * 2**20,
+    show_default=True,
+    help="Bytes of result buffers kept in memory for result_request (oldest dropped first).",
 )
 @click.option(
     "--log-level",

@@ -25,6 +25,7 @@ class ControllerConfig:
     enginessh: str = ""
     hb_period: int = 1000  # ms between pings
     hb_misses: int = 3  # consecutive missed beats before an engine fails
+    disconnect_grace: int = 0  # ms a disconnected heart may take to pong again before its engine fails
     scheme: str = "leastload"
     hwm: int = 0  # max outstanding load-balanced tasks per engine; 0 = unlimited
     reuse: bool = False
@@ -33,13 +34,18 @@ class ControllerConfig:
     db: str = "dict"
     db_path: Path | None = None  # sqlite file; default <profile>/log/tasks.db
     task_retention: int = 100_000  # completed task records kept by the dict DB (and scheduler history)
+    task_retention_bytes: int = 256 * 2**20  # result buffers kept by the dict DB, oldest dropped first
     shutdown_delay: float = 1.0  # seconds between shutdown_reply and exit
     log_level: str = "INFO"
 
     @property
     def registration_timeout_ms(self) -> int:
-        """How long a registration may wait for its first pong before it is purged (protocol §5)."""
-        return max(5000, 3 * self.hb_period)
+        """How long a registration may wait for its first pong before it is purged (protocol §5).
+
+        Long enough to outlast TCP's SYN retries (1, 3, 7, 15 s) when thousands of engines connect at once
+        and the listen queue overflows; a repeated registration_request restarts the wait.
+        """
+        return max(30_000, 5 * self.hb_period)
 
     @property
     def bind_wildcard(self) -> bool:

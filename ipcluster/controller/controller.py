@@ -35,6 +35,16 @@ log = logging.getLogger("ipcluster.controller")
 RELAY_CHANNELS = ("mux", "task", "control")
 
 
+def listen_backlog(wanted: int = 4096) -> int:
+    """The listen queue for bound sockets: zmq's default (100) overflows when thousands of engines
+    connect at once; the kernel caps it at net.core.somaxconn anyway."""
+    try:
+        with open("/proc/sys/net/core/somaxconn") as f:
+            return max(100, min(wanted, int(f.read().strip())))
+    except (OSError, ValueError):
+        return wanted
+
+
 def _default_location(ip: str) -> str:
     if ip not in ("0.0.0.0", "*", "::"):
         return ip
@@ -54,6 +64,7 @@ class Controller:
         self.engine_file = self.profile.connection_file("engine", config.cluster_id)
         self.ctx = zmq.Context()
         self.sockets: list[zmq.Socket] = []
+        self.backlog = listen_backlog()
         self.ports: dict[str, Any] = {}
         self.engine_ports: dict[str, Any] = {}
         self._stopped: asyncio.Event | None = None
@@ -84,6 +95,7 @@ class Controller:
     def _socket(self, kind: int, relay: bool = False, engine_facing: bool = False) -> zmq.Socket:
         sock = self.ctx.socket(kind)
         sock.linger = 0
+        sock.setsockopt(zmq.BACKLOG, self.backlog)
         if kind == zmq.ROUTER:
             sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
             if engine_facing:
@@ -133,7 +145,7 @@ class Controller:
         if self.config.db == "sqlite":
             path = self.config.db_path or self.profile.log_dir / "tasks.db"
             return SQLiteDB(path)
-        return DictDB(self.config.task_retention)
+        return DictDB(self.config.task_retention, self.config.task_retention_bytes)
 
     def connection_info(self, role: str) -> dict[str, Any]:
         """The contents of one connection file (docs/protocol.md §9)."""
@@ -199,6 +211,7 @@ class Controller:
             self.hub.on_new_heart,
             self.hub.on_heart_failure,
             loop,
+            cfg.disconnect_grace,
         )
         self.hub.heart = self.heart
         mux_c, mux_e = self.relay_sockets["mux"]

@@ -171,8 +171,13 @@ class Hub:
         if not isinstance(uuid, str) or not uuid:
             self.reply(idents, msg, {**_error("ValueError", "registration_request needs a string 'uuid'")})
             return
-        if uuid in self.incoming:  # a repeated request: same answer
-            eid = self.incoming[uuid][0]
+        if (
+            uuid in self.incoming
+        ):  # a repeated request: same answer, and a sign of life that restarts the wait
+            eid, handle = self.incoming[uuid]
+            handle.cancel()
+            timeout = self.config.registration_timeout_ms / 1000
+            self.incoming[uuid] = (eid, self.loop.call_later(timeout, self._purge_registration, uuid))
         else:
             eid = self._choose_id(uuid, content.get("id"))
             timeout = self.config.registration_timeout_ms / 1000
@@ -240,10 +245,10 @@ class Hub:
         log.info("engine %d registered (%s)", eid, uuid)
         self.notify("registration_notification", {"id": eid, "uuid": uuid})
 
-    def on_heart_failure(self, ident: bytes) -> None:
+    def on_heart_failure(self, ident: bytes, reason: str | None = None) -> None:
         engine = self.by_ident.get(ident)
         if engine is not None:
-            self.unregister_engine(engine.id, f"it missed {self.config.hb_misses} heartbeats")
+            self.unregister_engine(engine.id, reason or f"it missed {self.config.hb_misses} heartbeats")
 
     def unregister_engine(self, eid: int, reason: str) -> None:
         """Remove an engine and fail every task in flight on it with EngineError."""
@@ -431,6 +436,11 @@ class Hub:
             content["completed"].append(mid)
             if status_only:
                 continue
+            if rec.get("result_buffers_dropped"):
+                self.reply(idents, msg, _error("KeyError", (
+                    f"the controller no longer holds the result of {mid!r}: its buffers were dropped to stay "
+                    "within --task-retention-bytes; raise it to keep more results")))  # fmt: skip
+                return
             rbufs = rec.get("result_buffers") or []
             content[mid] = {
                 "header": rec["header"],

@@ -2,7 +2,11 @@
 
 A record is a small dict per task (see ``new_record``): request header/metadata/content, who submitted it,
 where it ran, and the result. Request buffers are never stored (they may be huge and are already at the
-engine); result buffers are kept so ``result_request`` can return them while the record is retained.
+engine); result buffers are kept so ``result_request`` can return them while the record is retained, and
+the DictDB bounds their total size too (``retention_bytes``): past it, the oldest completed records lose
+their buffers (and are marked ``result_buffers_dropped``), keeping the rest of the record. A completed
+record's dict fields (headers, metadata, content) are kept as compact JSON bytes, ~1 KiB instead of ~5 KiB
+a record; readers get them back as dicts.
 
 Queries are Mongo-style, as in the seed: ``{"engine_uuid": "abc", "completed": {"$ne": None},
 "msg_id": {"$in": [...]}}``; operators ``$in $nin $eq $ne $lt $lte $gt $gte``.
@@ -18,6 +22,8 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 log = logging.getLogger("ipcluster.controller")
 
@@ -112,10 +118,55 @@ def match(record: dict[str, Any], query: dict[str, Any]) -> bool:
 def project(record: dict[str, Any], keys: Iterable[str] | None) -> dict[str, Any]:
     """The requested keys of a record (always with msg_id); all keys but result_buffers by default."""
     if keys is None:
-        return {k: v for k, v in record.items() if k != "result_buffers"}
+        return {k: v for k, v in record.items() if k not in ("result_buffers", "result_buffers_dropped")}
     out = {k: record.get(k) for k in keys if k != "result_buffers"}
     out["msg_id"] = record["msg_id"]
     return out
+
+
+# the dict fields a completed DictDB record keeps as JSON bytes
+PACKED_KEYS = ("header", "metadata", "content", "result_header", "result_content", "result_metadata")
+# result buffers below this size are copied out of their zmq frames (a Frame costs more than its bytes)
+SMALL_BUFFER = 4096
+
+
+class _Packed(bytes):
+    """A record field stored as JSON (tells a packed field from a bytes value)."""
+
+    __slots__ = ()
+
+
+def _pack(record: dict[str, Any]) -> None:
+    for key in PACKED_KEYS:
+        value = record.get(key)
+        if isinstance(value, dict):
+            try:
+                record[key] = _Packed(orjson.dumps(value))
+            except TypeError:
+                pass  # not JSON: keep the dict
+    buffers = record.get("result_buffers")
+    if buffers:
+        record["result_buffers"] = [
+            bytes(b) if not isinstance(b, bytes) and _nbytes(b) < SMALL_BUFFER else b for b in buffers
+        ]
+
+
+def _unpacked(record: dict[str, Any]) -> dict[str, Any]:
+    """The record with its packed fields as dicts (a copy when any was packed)."""
+    packed = [k for k in PACKED_KEYS if isinstance(record.get(k), _Packed)]
+    if not packed:
+        return record
+    out = dict(record)
+    for key in packed:
+        out[key] = orjson.loads(memoryview(record[key]))
+    return out
+
+
+def _nbytes(buf: Any) -> int:
+    try:
+        return memoryview(buf).nbytes
+    except TypeError:
+        return len(buf)
 
 
 class BaseDB:
@@ -165,10 +216,13 @@ class DictDB(BaseDB):
     records are never dropped). The hub marks completion through ``update_record`` with ``completed``.
     """
 
-    def __init__(self, retention: int = 100_000) -> None:
+    def __init__(self, retention: int = 100_000, retention_bytes: int = 256 * 2**20) -> None:
         self.retention = retention
+        self.retention_bytes = retention_bytes
         self._records: dict[str, dict[str, Any]] = {}
         self._done: OrderedDict[str, None] = OrderedDict()
+        self._buffered: OrderedDict[str, int] = OrderedDict()  # completed records with buffers → bytes
+        self.buffer_bytes = 0
 
     def __len__(self) -> int:
         return len(self._records)
@@ -179,28 +233,51 @@ class DictDB(BaseDB):
             self._mark_done(msg_id)
 
     def get_record(self, msg_id: str) -> dict[str, Any]:
-        return self._records[msg_id]
+        return _unpacked(self._records[msg_id])
 
     def get(self, msg_id: str) -> dict[str, Any] | None:
-        return self._records.get(msg_id)
+        rec = self._records.get(msg_id)
+        return None if rec is None else _unpacked(rec)
 
     def update_record(self, msg_id: str, update: dict[str, Any]) -> None:
         self._records[msg_id].update(update)
+        buffers = update.get("result_buffers")
+        if buffers:
+            self._hold_buffers(msg_id, buffers)
         if update.get("completed"):
+            _pack(self._records[msg_id])
             self._mark_done(msg_id)
+
+    def _hold_buffers(self, msg_id: str, buffers: list[Any]) -> None:
+        size = sum(_nbytes(b) for b in buffers)
+        self.buffer_bytes += size - self._buffered.pop(msg_id, 0)
+        self._buffered[msg_id] = size
+        while self.buffer_bytes > self.retention_bytes and self._buffered:
+            old, old_size = self._buffered.popitem(last=False)
+            self.buffer_bytes -= old_size
+            rec = self._records.get(old)
+            if rec is not None:
+                rec["result_buffers"] = None
+                rec["result_buffers_dropped"] = True
 
     def _mark_done(self, msg_id: str) -> None:
         self._done[msg_id] = None
         while len(self._done) > self.retention:
             old, _ = self._done.popitem(last=False)
             self._records.pop(old, None)
+            self.buffer_bytes -= self._buffered.pop(old, 0)
 
     def find_records(self, query: dict[str, Any], keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
         keys = list(keys) if keys is not None else None
-        return [project(r, keys) for r in self._records.values() if match(r, query)]
+        return [project(_unpacked(r), keys) for r in self._matching(query)]
+
+    def _matching(self, query: dict[str, Any]) -> list[dict[str, Any]]:
+        if any(k in PACKED_KEYS for k in query):
+            return [r for r in self._records.values() if match(_unpacked(r), query)]
+        return [r for r in self._records.values() if match(r, query)]
 
     def drop_matching_records(self, query: dict[str, Any]) -> int:
-        doomed = [mid for mid, r in self._records.items() if match(r, query)]
+        doomed = [r["msg_id"] for r in self._matching(query)]
         for mid in doomed:
             self.drop_record(mid)
         return len(doomed)
@@ -208,6 +285,7 @@ class DictDB(BaseDB):
     def drop_record(self, msg_id: str) -> None:
         self._records.pop(msg_id, None)
         self._done.pop(msg_id, None)
+        self.buffer_bytes -= self._buffered.pop(msg_id, 0)
 
     def get_history(self) -> list[str]:
         return list(self._records)

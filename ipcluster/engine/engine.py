@@ -212,15 +212,47 @@ class Engine:
                 self._run(*pending.popleft())
             elif shell is not None:
                 last = shell
-                self._on_shell(shell, shell.recv_multipart(zmq.NOBLOCK, copy=False))
+                self._on_shell(shell, wire.recv_frames(shell))
 
     def _parse(self, sock_name: str, frames: list[Any]) -> tuple[list[bytes], dict[str, Any]] | None:
         try:
             idents, rest = wire.feed_identities(frames)
-            return idents, self.session.deserialize(rest)
+            msg = self.session.deserialize(rest, check_buffers=False)
         except WireError as exc:
             self.complaints.warning(sock_name, "dropped a bad message on the %s socket: %s", sock_name, exc)
             return None
+        if msg["buffers"]:
+            try:
+                self.session.check_buffers(msg["header"], msg["buffers"])
+            except WireError as exc:
+                self._reply_changed_buffer(sock_name, idents, msg, exc)
+                return None
+        return idents, msg
+
+    def _reply_changed_buffer(
+        self, sock_name: str, idents: list[bytes], msg: dict[str, Any], exc: Exception
+    ) -> None:
+        """The header is authentic but a buffer changed after it was signed: the sender modified an array
+        while it was being sent (zero-copy). Answer an error, so its caller sees why instead of waiting."""
+        self.complaints.warning(sock_name, "answered an error to a request whose buffer changed: %s", exc)
+        msg_type = msg["msg_type"]
+        if not msg_type.endswith("_request"):
+            return
+        sock = {"mux": self.mux, "task": self.task, "control": self.control}[sock_name]
+        info = {"engine_id": self.engine_id, "engine_uuid": self.engine_uuid, "method": msg_type[:-8]}
+        content = {
+            "status": "error",
+            "ename": "SerializationError",
+            "evalue": f"{exc}: an argument (a numpy array?) was modified while it was being sent; do not "
+            "modify what you pass to a call until its result is back, or pass track=True",
+            "traceback": [],
+            "engine_info": info,
+        }
+        now = wire.now_iso()
+        metadata = {**info, "started": now, "completed": now, "status": "error", "iopub_count": 0}
+        metadata["dependencies_met"] = True
+        reply_type = msg_type[: -len("_request")] + "_reply"
+        self.session.send(sock, reply_type, content, msg["header"], metadata, idents=idents)
 
     def _on_shell(self, sock: zmq.Socket, frames: list[Any]) -> None:
         parsed = self._parse("mux" if sock is self.mux else "task", frames)

@@ -3,6 +3,11 @@
 It runs beside user code, so a long computation does not make the engine look dead; it owns its two
 sockets (zmq sockets are not shared across threads). It also watches the controller: when no ping has
 arrived for ``hb_misses * hb_period + grace`` ms the controller is gone and ``on_controller_gone`` runs.
+
+The controller fails an engine as soon as its heart's connection closes (ROUTER_NOTIFY), which may be a
+tunnel blip shorter than the ping gap that calls ``on_gap``; so the heart watches its own DEALER too, and
+the first ping after a disconnect of it also calls ``on_gap`` (the engine checks it is still registered).
+Polls are blocking zmq polls, which release the GIL, so a tight loop in the main thread cannot starve them.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ class Heart(threading.Thread):
         self.gap = gap_ms / 1000.0
         self.on_gap = on_gap
         self._stopped = threading.Event()
+        self.disconnects = 0
 
     def stop(self) -> None:
         self._stopped.set()
@@ -64,21 +70,46 @@ class Heart(threading.Thread):
             sub.setsockopt(zmq.SUBSCRIBE, b"ping")
             pong.setsockopt(zmq.LINGER, 0)
             pong.setsockopt(zmq.IDENTITY, self.engine_uuid)
+            monitor = pong.get_monitor_socket(zmq.EVENT_DISCONNECTED) if self.on_gap is not None else None
             sub.connect(self.ping_url)
             pong.connect(self.pong_url)
-            self._beat(sub, pong)
+            try:
+                self._beat(sub, pong, monitor)
+            finally:
+                if monitor is not None:
+                    pong.disable_monitor()
+                    monitor.close(0)
         finally:
             sub.close(0)
             pong.close(0)
 
-    def _beat(self, sub: zmq.Socket, pong: zmq.Socket) -> None:
+    def _disconnected(self, monitor: zmq.Socket) -> bool:
+        """True if the monitor reported that the pong connection closed (read every queued event)."""
+        seen = False
+        while True:
+            try:
+                monitor.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return seen
+            seen = True
+
+    def _beat(self, sub: zmq.Socket, pong: zmq.Socket, monitor: zmq.Socket | None = None) -> None:
         deadline = time.monotonic() + self.timeout
         last_ping = time.monotonic()
+        poller = zmq.Poller()
+        poller.register(sub, zmq.POLLIN)
+        if monitor is not None:
+            poller.register(monitor, zmq.POLLIN)
+        lapsed = False  # the pong connection closed since the last ping: the controller may have failed us
         while not self._stopped.is_set():
             remaining = deadline - time.monotonic()
             # Past the deadline, pings that queued while this thread was starved of the GIL (user code in a
             # long C call) still count: only an empty socket means the controller is gone.
-            if not sub.poll(max(0.0, min(remaining, _STOP_CHECK)) * 1000):
+            ready = dict(poller.poll(max(0.0, min(remaining, _STOP_CHECK)) * 1000))
+            if monitor is not None and monitor in ready and self._disconnected(monitor):
+                self.disconnects += 1
+                lapsed = True
+            if sub not in ready:
                 if remaining <= 0:
                     self.on_controller_gone()
                     return
@@ -94,7 +125,8 @@ class Heart(threading.Thread):
                 pong.send_multipart([nonce, pong_mac(self.signer, nonce, self.engine_uuid)])
                 self.beats += 1
                 now = time.monotonic()
-                if self.on_gap is not None and self.gap and now - last_ping > self.gap:
+                if self.on_gap is not None and (lapsed or (self.gap and now - last_ping > self.gap)):
+                    lapsed = False
                     self.on_gap()
                 last_ping = now
                 deadline = now + self.timeout

@@ -65,7 +65,9 @@ def read_connection_file(path: Path | str, check_permissions: bool = True) -> di
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise ConnectionFileError(f"connection file {path} is not valid JSON ({exc}); restart the controller") from exc
+        raise ConnectionFileError(
+            f"connection file {path} is not valid JSON ({exc}); restart the controller"
+        ) from exc
     return validate_connection_info(data, source=str(path))
 
 
@@ -80,7 +82,9 @@ def validate_connection_info(data: Any, source: str = "connection info") -> dict
         )
     missing = [k for k in REQUIRED_KEYS if k not in data]
     if missing:
-        raise ConnectionFileError(f"{source} lacks {', '.join(missing)}; restart the controller to rewrite it")
+        raise ConnectionFileError(
+            f"{source} lacks {', '.join(missing)}; restart the controller to rewrite it"
+        )
     return data
 
 

@@ -5,7 +5,7 @@ Knows nothing of roles: the controller, the engines and the client all speak thr
 
 from ipcluster.error import InvalidSignature, MalformedMessage, ReplayedMessage, WireError
 
-from .reader import SocketReader
+from .reader import SocketReader, recv_frames, send_frames
 from .serialize import (
     FunctionCache,
     Reference,
@@ -59,6 +59,8 @@ __all__ = [
     "make_signer",
     "now_iso",
     "pack_apply_message",
+    "recv_frames",
+    "send_frames",
     "parse_date",
     "resolve_references",
     "serialize_function",

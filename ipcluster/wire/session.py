@@ -20,6 +20,7 @@ import zmq
 
 from ipcluster.error import InvalidSignature, MalformedMessage, ReplayedMessage
 
+from .reader import send_frames
 from .signing import DEFAULT_SCHEME, ReplayWindow, make_signer
 
 PROTOCOL_VERSION = "1.0"
@@ -99,6 +100,7 @@ class Session:
         self.key = key.encode("ascii") if isinstance(key, str) else key
         self.signature_scheme = signature_scheme
         self.signer = make_signer(self.key, signature_scheme)
+        self._secure = bool(self.key) and signature_scheme != "none"  # fixed for the Session's life
         self.session = session or uuid.uuid4().hex
         self.bsession = self.session.encode("ascii")
         self.username = username or _username()
@@ -109,7 +111,7 @@ class Session:
 
     @property
     def secure(self) -> bool:
-        return bool(self.key) and self.signature_scheme != "none"
+        return self._secure
 
     # -- building -----------------------------------------------------------------------------------
 
@@ -186,7 +188,10 @@ class Session:
         """Build, sign and send one message; returns the message dict that was sent."""
         msg = self.msg(msg_type, content, parent, metadata, header)
         frames = self.serialize(msg, buffers, idents)
-        socket.send_multipart(frames, copy=len(buffers) == 0, track=track)
+        if track:
+            socket.send_multipart(frames, copy=len(buffers) == 0, track=True)
+        else:
+            send_frames(socket, frames, copy=len(buffers) == 0)
         return msg
 
     # -- receiving ----------------------------------------------------------------------------------
@@ -195,13 +200,14 @@ class Session:
         """Check the signature of [signature, header, parent, metadata, content, ...] and the replay window."""
         if len(msg_frames) < 5:
             raise MalformedMessage(f"{len(msg_frames)} frames after the delimiter, expected at least 5")
-        if not self.secure:
-            return
-        signature = _bytes(msg_frames[0])
+        if self.secure:
+            self._verify_parts([_bytes(f) for f in msg_frames[:5]], record)
+
+    def _verify_parts(self, parts: list[bytes], record: bool = True) -> None:
+        signature = parts[0]
         if not signature:
             raise InvalidSignature("unsigned message")
-        expected = self.signer.sign(_bytes(f) for f in msg_frames[1:5])
-        if not _compare(signature, expected):
+        if not _compare(signature, self.signer.sign(parts[1:5])):
             raise InvalidSignature("bad signature")
         if record and not self.replay.check_and_add(signature):
             raise ReplayedMessage("replayed message (signature seen before)")
@@ -216,32 +222,36 @@ class Session:
 
         ``check_buffers=False`` is for relays that forward buffers untouched: the endpoint checks them.
         """
-        if verify:
-            self.verify(msg_frames)
-        elif len(msg_frames) < 5:
+        if len(msg_frames) < 5:
             raise MalformedMessage(f"{len(msg_frames)} frames after the delimiter, expected at least 5")
+        # the five small frames as bytes, once (received zmq.Frames copy on every .bytes)
+        parts = [f if type(f) is bytes else _bytes(f) for f in msg_frames[:5]]
+        secure = self.secure
+        if verify and secure:
+            self._verify_parts(parts)
         try:
-            header = orjson.loads(_bytes(msg_frames[1]))
-            parent = orjson.loads(_bytes(msg_frames[2]))
-            metadata = orjson.loads(_bytes(msg_frames[3]))
-            content = orjson.loads(_bytes(msg_frames[4]))
+            header = orjson.loads(parts[1])
+            parent = orjson.loads(parts[2])
+            metadata = orjson.loads(parts[3])
+            content = orjson.loads(parts[4])
         except (orjson.JSONDecodeError, UnicodeDecodeError) as exc:
             raise MalformedMessage(f"a message frame is not JSON: {exc}") from exc
-        if not isinstance(header, dict) or "msg_type" not in header or "msg_id" not in header:
+        if type(header) is not dict or "msg_type" not in header or "msg_id" not in header:
             raise MalformedMessage("header lacks msg_id or msg_type")
         buffers = list(msg_frames[5:])
-        digests = header.get("buffers") or []
-        if self.secure and verify and len(digests) != len(buffers):
-            raise InvalidSignature(f"{len(buffers)} buffers but {len(digests)} signed digests")
-        if self.secure and verify and check_buffers:
-            self.check_buffers(header, buffers)
+        if secure and verify:
+            digests = header.get("buffers") or []
+            if len(digests) != len(buffers):
+                raise InvalidSignature(f"{len(buffers)} buffers but {len(digests)} signed digests")
+            if check_buffers and buffers:
+                self.check_buffers(header, buffers)
         return {
             "header": header,
             "msg_id": header["msg_id"],
             "msg_type": header["msg_type"],
-            "parent_header": parent if isinstance(parent, dict) else {},
-            "metadata": metadata if isinstance(metadata, dict) else {},
-            "content": content if isinstance(content, dict) else {},
+            "parent_header": parent if type(parent) is dict else {},
+            "metadata": metadata if type(metadata) is dict else {},
+            "content": content if type(content) is dict else {},
             "buffers": buffers,
         }
 
@@ -252,7 +262,7 @@ class Session:
         digests = header.get("buffers") or []
         if len(digests) != len(buffers):
             raise InvalidSignature(f"{len(buffers)} buffers but {len(digests)} signed digests")
-        for i, (digest, buf) in enumerate(zip(digests, buffers)):
+        for i, (digest, buf) in enumerate(zip(digests, buffers, strict=True)):
             if not _compare(digest.encode("ascii"), self.signer.digest_buffer(_view(buf)).encode("ascii")):
                 raise InvalidSignature(f"buffer {i} does not match its signed digest")
 

@@ -13,7 +13,9 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 PYTHON = sys.executable
 
@@ -37,7 +39,9 @@ def ipcluster(base: Path, *args: str, timeout: float = 120) -> subprocess.Comple
     )
 
 
-def run_script(base: Path, code: str, timeout: float = 120, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_script(
+    base: Path, code: str, timeout: float = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     script = base / f"user_script_{time.monotonic_ns()}.py"
     script.write_text(textwrap.dedent(code))
     return subprocess.run(
@@ -70,12 +74,16 @@ class UserCluster:
         result = ipcluster(base, "start", "-n", str(n), "--daemonize", "--timeout", "90", *start_args)
         if result.returncode != 0:
             cleanup(base)
-            raise RuntimeError(f"ipcluster start failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+            raise RuntimeError(
+                f"ipcluster start failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
 
     def run(self, code: str, timeout: float = 120) -> str:
         """Run a user program; AssertionError with its output unless it exits 0. Returns its stdout."""
         result = run_script(self.base, code, timeout)
-        assert result.returncode == 0, f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+        assert result.returncode == 0, (
+            f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+        )
         return result.stdout
 
     def stop(self) -> None:
@@ -83,3 +91,12 @@ class UserCluster:
             ipcluster(self.base, "stop", "--all", timeout=60)
         finally:
             cleanup(self.base)
+
+
+def module_cluster(tmp_path_factory: Any, n: int = 3) -> Iterator[UserCluster]:
+    """Body of each module's ``cluster`` fixture: one real cluster per module, always stopped."""
+    running = UserCluster(tmp_path_factory.mktemp("ipcluster_home"), n)
+    try:
+        yield running
+    finally:
+        running.stop()

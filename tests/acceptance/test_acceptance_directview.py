@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+from acceptance_cluster import module_cluster
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    yield from module_cluster(tmp_path_factory)
+
 
 def test_apply_family_and_views_by_index(cluster):
     cluster.run(

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+from acceptance_cluster import module_cluster
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    yield from module_cluster(tmp_path_factory)
+
 
 def test_apply_map_chunksize_unordered_and_imap(cluster):
     cluster.run(
@@ -29,7 +37,7 @@ def test_apply_map_chunksize_unordered_and_imap(cluster):
         def f(x):
             return x * 10
 
-        assert f.map(range(5)).get(30) == [0, 10, 20, 30, 40]
+        assert f.map(range(5)) == [0, 10, 20, 30, 40]  # lview.block is True, as in the seed task doc
         rc.close()
         """
     )

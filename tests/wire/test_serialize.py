@@ -45,7 +45,9 @@ def test_function_pickle_can_be_reused_across_calls() -> None:
     cache = wire.FunctionCache()
     results = []
     for i in range(5):
-        f, args, kwargs = wire.unpack_apply_message(wire.pack_apply_message(None, (i,), {}, f_frame=f_frame), cache)
+        f, args, kwargs = wire.unpack_apply_message(
+            wire.pack_apply_message(None, (i,), {}, f_frame=f_frame), cache
+        )
         results.append(f(*args))
     assert results == [0, 2, 4, 6, 8]
 
@@ -88,7 +90,9 @@ def test_interactive_push_helper_updates_the_namespace() -> None:
 
 
 def test_references_resolve_in_the_namespace() -> None:
-    args, kwargs = wire.resolve_references((wire.Reference("a"), 1), {"k": wire.Reference("b")}, {"a": 5, "b": 6})
+    args, kwargs = wire.resolve_references(
+        (wire.Reference("a"), 1), {"k": wire.Reference("b")}, {"a": 5, "b": 6}
+    )
     assert args == (5, 1) and kwargs == {"k": 6}
     with pytest.raises(NameError, match="'zz' is not defined on this engine"):
         wire.resolve_references((wire.Reference("zz"),), {}, {})

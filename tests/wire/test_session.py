@@ -17,7 +17,9 @@ def scheme(request: pytest.FixtureRequest) -> str:
 
 
 def make_pair(scheme: str) -> tuple[wire.Session, wire.Session]:
-    return wire.Session(key=b"secret", signature_scheme=scheme), wire.Session(key=b"secret", signature_scheme=scheme)
+    return wire.Session(key=b"secret", signature_scheme=scheme), wire.Session(
+        key=b"secret", signature_scheme=scheme
+    )
 
 
 def test_round_trip_over_real_sockets_keeps_identities_and_buffers(scheme: str) -> None:
