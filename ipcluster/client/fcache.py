@@ -18,6 +18,8 @@ from ipcluster import wire
 _SCALARS = (int, float, complex, str, bytes, bool, type(None), range)
 _MISSING = object()
 _cache: weakref.WeakKeyDictionary[Any, tuple[tuple, bytes]] = weakref.WeakKeyDictionary()
+# the global names a code object uses, sorted (code objects are immutable: computed once per code)
+_code_names: weakref.WeakKeyDictionary[types.CodeType, tuple[str, ...]] = weakref.WeakKeyDictionary()
 
 
 def _immutable(value: Any) -> bool:
@@ -53,7 +55,11 @@ def _fingerprint(f: types.FunctionType) -> tuple | None:
         return None
     g = f.__globals__
     used = []
-    for name in sorted(_names(f.__code__)):
+    code = f.__code__
+    names = _code_names.get(code)
+    if names is None:
+        names = _code_names[code] = tuple(sorted(_names(code)))
+    for name in names:
         value = g.get(name, _MISSING)
         if value is not _MISSING and not _immutable(value):
             return None

@@ -19,14 +19,13 @@ import zmq
 
 from ipcluster import wire
 from ipcluster.error import WireError
-from ipcluster.wire import send_frames
+from ipcluster.wire import recv_frames, send_frames
 
 log = logging.getLogger("ipcluster.client")
 
 # channel tags on the inproc pipe
 MUX, TASK, CONTROL, QUERY, STOP = b"m", b"t", b"c", b"q", b"x"
 _SNDMORE = int(zmq.SNDMORE)
-_NOBLOCK = int(zmq.NOBLOCK)
 OUTPUT_GRACE = 1.0  # seconds a reply waits for output the engine says it published
 BATCH = 1000
 
@@ -238,16 +237,11 @@ class ClientIO(threading.Thread):
                 self._bad.warning(channel, "could not send a message: %s", exc)
 
     def _drain(self, sock: zmq.Socket, handle: Callable[[list[Any]], None]) -> None:
-        recv = sock.recv
         for _ in range(BATCH):
             try:
-                frame = recv(_NOBLOCK, copy=False)
+                frames = recv_frames(sock)
             except zmq.Again:
                 return
-            frames = [frame]
-            while frame.more:  # the rest of a multipart message is already here
-                frame = recv(0, copy=False)
-                frames.append(frame)
             try:
                 handle(frames)
             except WireError as exc:

@@ -80,7 +80,9 @@ class HeartMonitor:
         self.grace = disconnect_grace_ms / 1000
         self.disconnected: dict[bytes, asyncio.TimerHandle] = {}  # ident → pending disconnect failure
         self.late_beats = 0
+        self._late_logged = -1e9
         self.disconnect_failures = 0
+        self.track_fds = True  # disconnect detection: needs the SRCFD message property
         self.fd_ident: dict[int, bytes] = {}  # connection fd → the heart that last ponged on it
         self.ident_fd: dict[bytes, int] = {}
         self.monitor = pong.get_monitor_socket(zmq.EVENT_DISCONNECTED)
@@ -143,7 +145,15 @@ class HeartMonitor:
         if lag > self.period:
             # the timer fired a period late: the loop (or this host) stalled, not the engines
             self.late_beats += 1
-            log.info("heartbeat ran %.0f ms late: no misses counted this beat", lag * 1000)
+            now = self.loop.time()
+            if now - self._late_logged > 10:  # a chronically busy controller: one line per 10 s
+                self._late_logged = now
+                log.warning(
+                    "heartbeat ran %.0f ms late (the controller is overloaded): no misses counted "
+                    "(%d late beats so far)",
+                    lag * 1000,
+                    self.late_beats,
+                )
             for ident in self.responses:
                 if ident in self.hearts:
                     self.hearts[ident] = 0
@@ -241,9 +251,15 @@ class HeartMonitor:
         if self.session.secure and not hmac.compare_digest(mac, pong_mac(self.session, nonce, ident)):
             self.badlog.warning(ident, "dropped a pong with a bad mac from %r (wrong key?)", ident)
             return
-        fd = frames[1].get(zmq.SRCFD)
-        if self.ident_fd.get(ident) != fd and (ident in self.hearts or ident in self.expected):
-            self._track_fd(ident, fd)
+        if self.track_fds:
+            try:
+                fd = frames[1].get(zmq.SRCFD)
+            except (AttributeError, zmq.ZMQError):  # pragma: no cover - a libzmq without SRCFD
+                self.track_fds = False
+                log.warning("this libzmq does not say which connection a pong came on: heartbeats only")
+            else:
+                if self.ident_fd.get(ident) != fd and (ident in self.hearts or ident in self.expected):
+                    self._track_fd(ident, fd)
         if ident in self.hearts:
             self.responses.add(ident)
             if self.disconnected:

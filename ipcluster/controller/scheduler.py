@@ -226,8 +226,12 @@ class TaskScheduler:
         job = Job(msg_id, client_id, frames[1:], msg["header"])
         self.jobs[msg_id] = job
         self.hub.task_submitted(msg, client_id)
+        md = msg["metadata"]
+        if not md:  # the common case: no targets, dependencies, retries or timeout
+            self._maybe_run(job)
+            return
         try:
-            self._read_constraints(job, msg["metadata"])
+            self._read_constraints(job, md)
         except (ValueError, TypeError) as exc:
             self._fail(job, "InvalidDependency", str(exc))
             return

@@ -32,6 +32,9 @@ EXIT_OK = 0
 EXIT_CONTROLLER_GONE = 3
 
 _ABORT_MEMORY = 10000  # ids of aborted requests that have not arrived yet
+_get = zmq.backend.Socket.get  # the backend getsockopt skips the sugar layer's option-type dispatch
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
 _CONNECT_WAIT = 5.0  # seconds to wait for the shell sockets' handshakes before starting the heart
 
 
@@ -188,31 +191,31 @@ class Engine:
     # -- the loop -----------------------------------------------------------------------------------
 
     def _loop(self) -> None:
-        """One zmq poll per message: control first, then requests already pending, then mux and task
-        alternately (so neither starves the other)."""
+        """Control first, then requests already pending, then mux and task alternately (so neither starves
+        the other). Readiness is read from each socket's EVENTS (a cheap getsockopt); the zmq poll only
+        runs to block when nothing is waiting anywhere."""
         control, mux, task = self.control, self.mux, self.task
         poller = zmq.Poller()
         for sock in (control, mux, task):
             poller.register(sock, zmq.POLLIN)
         poll = poller.poll
+        get, events, pollin = _get, _EVENTS, _POLLIN
         pending = self.pending
         last = task
         while True:
-            ready = poll(0 if pending else None)
-            shell = None
-            for sock, _event in ready:
-                if sock is control:
-                    shell = control
-                    break
-                if shell is None or sock is not last:
-                    shell = sock
-            if shell is control:
+            if get(control, events) & pollin:
                 self._drain_control()
             elif pending:
                 self._run(*pending.popleft())
-            elif shell is not None:
-                last = shell
-                self._on_shell(shell, wire.recv_frames(shell))
+            else:
+                m = get(mux, events) & pollin
+                t = get(task, events) & pollin
+                if m or t:
+                    shell = (task if last is mux else mux) if m and t else (mux if m else task)
+                    last = shell
+                    self._on_shell(shell, wire.recv_frames(shell))
+                else:
+                    poll(None)
 
     def _parse(self, sock_name: str, frames: list[Any]) -> tuple[list[bytes], dict[str, Any]] | None:
         try:

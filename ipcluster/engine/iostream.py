@@ -67,6 +67,8 @@ class OutStream(io.TextIOBase):
             self.write(line)
 
     def flush(self) -> None:
+        if not self._buffer:  # nothing written: skip the lock (the kernel flushes after every request)
+            return
         with self._lock:
             if self._buffer:
                 self._flush_locked(time.monotonic())

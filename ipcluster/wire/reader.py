@@ -47,6 +47,10 @@ def send_frames(sock: zmq.Socket, frames: list[Any], copy: bool = True) -> None:
     _send(sock, frames[last], 0, copy)
 
 
+# loop -> the readers poked while one of its readers drains (checked when the drain's batch ends)
+_in_drain: dict[asyncio.AbstractEventLoop, list[SocketReader]] = {}
+
+
 class SocketReader:
     """Calls ``on_message(frames)`` for every multipart message arriving on ``socket``.
 
@@ -69,6 +73,7 @@ class SocketReader:
         self.batch = batch
         self._scheduled = False
         self._started = False
+        self._deferred = False
 
     def start(self) -> None:
         if self._started:
@@ -87,10 +92,30 @@ class SocketReader:
             pass
 
     def poke(self) -> None:
-        """Schedule a drain soon; call after sending on this socket (see module docstring)."""
-        if self._started and not self._scheduled:
-            self._scheduled = True
-            self.loop.call_soon(self._drain)
+        """Drain soon if messages are waiting; call after sending on this socket (see module docstring).
+
+        Reading EVENTS re-arms the descriptor, so when nothing is waiting no loop turn is spent: a message
+        arriving later fires the descriptor again. Pokes made while a reader of the same loop drains (a
+        relay forwarding what it receives) are checked once, when that batch ends.
+        """
+        if not self._started or self._scheduled:
+            return
+        batch = _in_drain.get(self.loop)
+        if batch is not None:
+            if not self._deferred:
+                self._deferred = True
+                batch.append(self)
+            return
+        self._check()
+
+    def _check(self) -> None:
+        try:
+            if not _get(self.socket, _EVENTS) & _POLLIN:
+                return
+        except zmq.ZMQError:
+            pass  # closed or terminating: let the drain see it
+        self._scheduled = True
+        self.loop.call_soon(self._drain)
 
     def _on_fd(self) -> None:
         self._drain()
@@ -99,6 +124,21 @@ class SocketReader:
         self._scheduled = False
         if not self._started:
             return
+        loop = self.loop
+        if loop in _in_drain:  # not expected (drains run from the loop), but never lose a poke
+            self._drain_batch()
+            return
+        _in_drain[loop] = batch = []
+        try:
+            self._drain_batch()
+        finally:
+            del _in_drain[loop]
+            for reader in batch:
+                reader._deferred = False
+                if reader._started and not reader._scheduled:
+                    reader._check()
+
+    def _drain_batch(self) -> None:
         sock = self.socket
         on_message = self.on_message
         copy = self.copy

@@ -41,11 +41,36 @@ def _describe(obj: Any) -> str:
     return f"{type(obj).__name__} {name!r}" if name else repr(obj)[:80]
 
 
+_PLAIN_TYPES = frozenset({int, float, complex, bool, str, bytes, type(None)})
+
+
+def _plain(obj: Any, depth: int) -> bool:
+    """True for small trees of builtin scalars (tiny tasks' args and results): pickled in-band by plain
+    pickle exactly as by cloudpickle."""
+    t = type(obj)
+    if t in _PLAIN_TYPES:
+        return True
+    if depth > 2 or t not in (tuple, list, dict) or len(obj) > 32:
+        return False
+    depth += 1
+    if t is dict:
+        for k, v in obj.items():
+            if type(k) is not str or (type(v) not in _PLAIN_TYPES and not _plain(v, depth)):
+                return False
+        return True
+    for x in obj:
+        if type(x) not in _PLAIN_TYPES and not _plain(x, depth):
+            return False
+    return True
+
+
 def serialize_object(obj: Any) -> list[bytes | memoryview]:
     """[pickle, *out_of_band_buffers] for any object cloudpickle can handle.
 
     Raises SerializationError naming the object when it cannot be pickled (an open file, a lock, ...).
     """
+    if _plain(obj, 0):  # the same bytes cloudpickle would write, without building a CloudPickler
+        return [pickle.dumps(obj, protocol=5)]
     buffers: list[memoryview] = []
     try:
         payload = cloudpickle.dumps(obj, protocol=5, buffer_callback=_buffer_callback(buffers))
@@ -196,6 +221,12 @@ class Reference:
 
 def resolve_references(args: tuple, kwargs: dict[str, Any], namespace: dict[str, Any]) -> tuple[tuple, dict]:
     """Replace every top-level Reference in a call's arguments by its value in ``namespace``."""
+    if not kwargs:
+        for a in args:
+            if isinstance(a, Reference):
+                break
+        else:
+            return args, kwargs  # nothing to resolve: the common case, without copying
     new_args = tuple(a.get_object(namespace) if isinstance(a, Reference) else a for a in args)
     new_kwargs = {k: (v.get_object(namespace) if isinstance(v, Reference) else v) for k, v in kwargs.items()}
     return new_args, new_kwargs

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from hmac import compare_digest
 from typing import Any
 
 import orjson
@@ -30,6 +31,7 @@ AUTH_ERROR = "auth_error"
 log = logging.getLogger("ipcluster.wire")
 
 Frame = Any  # bytes, memoryview or zmq.Frame
+_ZFrame = zmq.Frame
 
 
 def utcnow() -> datetime:
@@ -225,7 +227,9 @@ class Session:
         if len(msg_frames) < 5:
             raise MalformedMessage(f"{len(msg_frames)} frames after the delimiter, expected at least 5")
         # the five small frames as bytes, once (received zmq.Frames copy on every .bytes)
-        parts = [f if type(f) is bytes else _bytes(f) for f in msg_frames[:5]]
+        parts = [
+            f if type(f) is bytes else f.bytes if type(f) is _ZFrame else _bytes(f) for f in msg_frames[:5]
+        ]
         secure = self.secure
         if verify and secure:
             self._verify_parts(parts)
@@ -305,10 +309,7 @@ def is_auth_error(msg_frames: Sequence[Frame]) -> str | None:
     return None
 
 
-def _compare(a: bytes, b: bytes) -> bool:
-    import hmac
-
-    return hmac.compare_digest(a, b)
+_compare = compare_digest  # constant-time comparison of signatures and digests
 
 
 def _username() -> str:

@@ -13,6 +13,11 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Protocol
 
+try:  # OpenSSL's one-shot HMAC, without hmac.digest's Python-level dispatch (called several times a message)
+    from _hashlib import hmac_digest as _hmac_digest
+except ImportError:  # pragma: no cover - Python built without OpenSSL
+    _hmac_digest = hmac.digest
+
 SCHEMES = ("hmac-sha256", "blake3", "none")
 DEFAULT_SCHEME = "hmac-sha256"
 
@@ -36,10 +41,10 @@ class HmacSha256Signer:
 
     def sign(self, parts: Iterable[Buffer]) -> bytes:
         # One C call over the joined frames: the JSON frames are small, the join is cheaper than HMAC objects.
-        return hmac.digest(self._key, b"".join(parts), "sha256").hex().encode("ascii")
+        return _hmac_digest(self._key, b"".join(parts), "sha256").hex().encode("ascii")
 
     def digest_buffer(self, buf: Buffer) -> str:
-        return hmac.digest(self._key, buf, "sha256").hex()
+        return _hmac_digest(self._key, buf, "sha256").hex()
 
 
 class Blake3Signer:

@@ -145,9 +145,23 @@ def test_clear_empties_namespace(rc):
         dv.pull("to_clear", block=True)
 
 
-def test_abort_all_queued(rc):
+def mark_then_sleep(path, delay):
+    import pathlib
+    import time
+
+    pathlib.Path(path).touch()
+    time.sleep(delay)
+    return 1
+
+
+def test_abort_all_queued(rc, tmp_path):
     target = rc[rc.ids[0]]
-    blocker = target.apply_async(sleep_then, 1, 2.0)
+    started = tmp_path / "blocker-started"
+    blocker = target.apply_async(mark_then_sleep, str(started), 2.0)
+    deadline = time.monotonic() + 30
+    while not started.exists():  # abort must not overtake the blocker before it runs
+        assert time.monotonic() < deadline, "the blocking task never started"
+        blocker.wait(0.01)
     queued = [target.apply_async(lambda: 1) for _ in range(3)]
     rc.abort(targets=rc.ids[0], block=True)
     for ar in queued:

@@ -65,8 +65,13 @@ def test_hb_grace_extends_the_wait(fake_controller, start_engine):
 def test_a_long_gil_holding_call_does_not_make_the_engine_exit(fake_controller, engine):
     # sum() over a range runs in C without releasing the GIL: the heart thread cannot run meanwhile.
     # The pings that queued up must count when it runs again (no false "controller gone").
+    # Size one GIL-holding call to outlast the heart's deadline (hb_misses * hb_period = 1 s) on this machine.
+    probe = time.perf_counter()
+    sum(range(10**7))
+    per_item = (time.perf_counter() - probe) / 10**7
+    items = max(6 * 10**7, int(2.0 / per_item))
     started = time.monotonic()
-    fake_controller.send("mux", "execute_request", {"code": "sum(range(6 * 10**7))"})
+    fake_controller.send("mux", "execute_request", {"code": f"sum(range({items}))"})
     try:
         reply = fake_controller.reply(timeout=60)
     except AssertionError:
