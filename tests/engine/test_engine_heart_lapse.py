@@ -22,6 +22,22 @@ def _ping_until_pong(pub: zmq.Socket, router: zmq.Socket, timeout: float = 10.0)
     raise AssertionError("the heart never answered")
 
 
+def _rebind_router(ctx: zmq.Context, port: int, timeout: float = 10.0) -> zmq.Socket:
+    """Bind a new ROUTER on the port a closed one used: zmq releases it asynchronously, so retry briefly."""
+    router = ctx.socket(zmq.ROUTER)
+    router.linger = 0
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            router.bind(f"tcp://127.0.0.1:{port}")
+            return router
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EADDRINUSE or time.monotonic() > deadline:
+                router.close(0)
+                raise
+            time.sleep(0.01)
+
+
 def test_a_closed_pong_connection_makes_the_next_ping_a_gap():
     ctx = zmq.Context()
     pub = ctx.socket(zmq.PUB)
@@ -47,9 +63,7 @@ def test_a_closed_pong_connection_makes_the_next_ping_a_gap():
         assert _ping_until_pong(pub, router)[0] == b"engine-uuid"
         assert not gaps.is_set()
         router.close(0)  # the controller side of the connection goes away, then comes back
-        router = ctx.socket(zmq.ROUTER)
-        router.linger = 0
-        router.bind(f"tcp://127.0.0.1:{pong_port}")
+        router = _rebind_router(ctx, pong_port)
         _ping_until_pong(pub, router)
         deadline = time.monotonic() + 10
         while not gaps.wait(0.05) and time.monotonic() < deadline:  # pings go on, as the controller's do
