@@ -10,7 +10,8 @@ from typing import Any
 
 import zmq
 
-from ipcluster.wire import DELIM
+from ipcluster.error import MalformedMessage
+from ipcluster.wire import DELIM, Session
 
 _DLEN = len(DELIM)
 _SNDMORE = int(zmq.SNDMORE)
@@ -37,3 +38,16 @@ def forward(sock: zmq.Socket, frames: Sequence[Any]) -> None:
     for i in range(last):
         _send(sock, frames[i], _SNDMORE, True)
     _send(sock, frames[last], 0, True)
+
+
+def open_relayed(session: Session, frames: Sequence[Any], delim_at: int) -> dict[str, Any]:
+    """Check the layout and signature of a message the controller relays, buffers left for the endpoint.
+
+    ``delim_at`` is where the delimiter must sit after the routing frames. Raises a WireError (malformed,
+    unsigned, badly signed or replayed) that says why, for the caller to log against the peer.
+    """
+    if len(frames) < delim_at + 6 or not is_delim(frames[delim_at]):
+        raise MalformedMessage(
+            f"malformed: expected {delim_at} routing frame(s), the delimiter, a signature and 4 JSON frames"
+        )
+    return session.deserialize(frames[delim_at + 1 :], check_buffers=False)

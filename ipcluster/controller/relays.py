@@ -17,7 +17,7 @@ import zmq
 from ipcluster.error import WireError
 from ipcluster.wire import RateLimitedLog, Session, SocketReader
 
-from .frames import as_bytes, forward, is_delim
+from .frames import as_bytes, forward, open_relayed
 from .hub import Hub
 from .replies import send_error_reply
 
@@ -65,11 +65,8 @@ class DirectRelay:
 
     def on_client(self, frames: list[Any]) -> None:
         client_id = as_bytes(frames[0])
-        if len(frames) < 8 or not is_delim(frames[2]):
-            self._drop(client_id, "client", "not [engine_uuid, DELIM, signature, 4 JSON frames, ...]")
-            return
         try:
-            msg = self.session.deserialize(frames[3:], check_buffers=False)
+            msg = open_relayed(self.session, frames, 2)
         except WireError as exc:
             self._drop(client_id, "client", exc)
             return
@@ -108,11 +105,8 @@ class DirectRelay:
 
     def on_engine(self, frames: list[Any]) -> None:
         ident = as_bytes(frames[0])
-        if len(frames) < 8 or not is_delim(frames[2]):
-            self._drop(ident, "engine", "not [client_id, DELIM, signature, 4 JSON frames, ...]")
-            return
         try:
-            msg = self.session.deserialize(frames[3:], check_buffers=False)
+            msg = open_relayed(self.session, frames, 2)
         except WireError as exc:
             self._drop(ident, "engine", exc)
             return
@@ -148,11 +142,8 @@ class IOPubRelay:
 
     def on_message(self, frames: list[Any]) -> None:
         topic = as_bytes(frames[0]) if frames else b""
-        if len(frames) < 7 or not is_delim(frames[1]):
-            self.badlog.warning(topic, "dropped a malformed iopub message (topic %r)", topic)
-            return
         try:
-            msg = self.session.deserialize(frames[2:], check_buffers=False)
+            msg = open_relayed(self.session, frames, 1)
         except WireError as exc:
             self.badlog.warning(topic, "dropped an iopub message (topic %r): %s", topic, exc)
             return

@@ -27,7 +27,7 @@ from ipcluster.error import WireError
 from ipcluster.wire import RateLimitedLog, Session, SocketReader
 
 from .dependency import NO_DEPENDENCY, Dependency
-from .frames import as_bytes, forward, is_delim
+from .frames import as_bytes, forward, open_relayed
 from .replies import send_error_reply
 
 if TYPE_CHECKING:
@@ -206,11 +206,8 @@ class TaskScheduler:
 
     def on_client(self, frames: list[Any]) -> None:
         client_id = as_bytes(frames[0])
-        if len(frames) < 7 or not is_delim(frames[1]):
-            self.badlog.warning(client_id, "dropped a malformed task request from %r", client_id)
-            return
         try:
-            msg = self.session.deserialize(frames[2:], check_buffers=False)
+            msg = open_relayed(self.session, frames, 1)
         except WireError as exc:
             self.badlog.warning(client_id, "dropped a task request from %r: %s", client_id, exc)
             return
@@ -374,11 +371,8 @@ class TaskScheduler:
 
     def on_engine(self, frames: list[Any]) -> None:
         ident = as_bytes(frames[0])
-        if len(frames) < 8 or not is_delim(frames[2]):
-            self.badlog.warning(ident, "dropped a malformed task reply from %r", ident)
-            return
         try:
-            msg = self.session.deserialize(frames[3:], check_buffers=False)
+            msg = open_relayed(self.session, frames, 2)
         except WireError as exc:
             self.badlog.warning(ident, "dropped a task reply from %r: %s", ident, exc)
             return
