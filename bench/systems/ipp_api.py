@@ -7,6 +7,7 @@ stopped and which processes are its controller and engines.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 from typing import Any
@@ -15,6 +16,7 @@ from common import (
     MB,
     descendants,
     ident,
+    kill_all,
     make_array,
     median_call_us,
     noop,
@@ -28,15 +30,51 @@ from systems.base import Adapter, Metrics
 
 
 class IPPStyleAdapter(Adapter):
-    """Subclasses set ``self.rc`` in ``open`` and implement the process bookkeeping hooks."""
+    """Start, stop and measure a cluster through the shared ipyparallel-style API.
+
+    Subclasses implement ``_start(n) -> (cluster, rc)`` (setting ``self.tmp`` to the profile dir it made) and
+    ``controller_pid``; start-up timing, session open/close and clean-up are the same for both systems.
+    """
 
     rc: Any
     n: int
+    tmp: str
 
     # -- hooks ---------------------------------------------------------------------------------------
 
+    def _start(self, n: int) -> tuple[Any, Any]:
+        raise NotImplementedError
+
     def controller_pid(self) -> int | None:
         raise NotImplementedError
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _stop(cluster: Any, rc: Any) -> None:
+        rc.close()
+        cluster.stop_cluster_sync()
+
+    def _stop_and_clean(self, cluster: Any, rc: Any) -> float:
+        pids = self.cluster_pids()
+        try:
+            return self.stop_and_wait(lambda: self._stop(cluster, rc), pids)
+        finally:
+            kill_all(self.cluster_pids())
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def startup(self, n: int) -> Metrics:
+        t0 = time.perf_counter()
+        cluster, rc = self._start(n)
+        start = time.perf_counter() - t0
+        return {"start_s": start, "stop_s": self._stop_and_clean(cluster, rc)}
+
+    def open(self, n: int) -> None:
+        self.n = n
+        self.cluster, self.rc = self._start(n)
+
+    def close(self) -> None:
+        self._stop_and_clean(self.cluster, self.rc)
 
     def engine_pids(self) -> list[int]:
         return list(self.rc[:].apply_sync(os.getpid))
