@@ -26,17 +26,16 @@ def new_key() -> str:
     return secrets.token_hex(32)
 
 
-def write_connection_file(path: Path | str, info: dict[str, Any]) -> Path:
-    """Write ``info`` atomically with mode 0600 (and its directory 0700)."""
-    path = Path(path)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    data = {"version": SCHEMA_VERSION, **info}
+def write_atomic(path: Path, text: str, mode: int = 0o600) -> Path:
+    """Write ``text`` to ``path`` through a temp file and a rename, so a reader never sees half a file.
+
+    The temp file gets ``mode`` before any byte is written, so a secret is never readable by others.
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        os.fchmod(fd, 0o600)
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.write("\n")
+            fh.write(text)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -45,6 +44,14 @@ def write_connection_file(path: Path | str, info: dict[str, Any]) -> Path:
             pass
         raise
     return path
+
+
+def write_connection_file(path: Path | str, info: dict[str, Any]) -> Path:
+    """Write ``info`` atomically with mode 0600 (and its directory 0700)."""
+    path = Path(path)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    data = {"version": SCHEMA_VERSION, **info}
+    return write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def read_connection_file(path: Path | str, check_permissions: bool = True) -> dict[str, Any]:

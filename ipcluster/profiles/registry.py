@@ -9,8 +9,6 @@ promise: whoever reads it checks that the processes are still alive before trust
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 
 from ipcluster.error import ProfileError
 
+from .connection import write_atomic
 from .dirs import ProfileDir
 
 REGISTRY_VERSION = 1
@@ -71,18 +70,7 @@ def write_record(profile: ProfileDir, record: ClusterRecord) -> Path:
     """Write atomically (temp file + rename), so a reader never sees half a record."""
     path = registry_path(profile, record.cluster_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(record.to_json())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    return write_atomic(path, record.to_json())
 
 
 def read_record(profile: ProfileDir, cluster_id: str) -> ClusterRecord | None:
