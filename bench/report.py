@@ -28,6 +28,8 @@ METRICS = {
         ("pull_MBps", "pull from one engine", "MB/s", True, "pull_MBps"),
         ("scatter_MBps", "scatter across engines", "MB/s", True, "push_MBps"),
         ("gather_MBps", "gather across engines", "MB/s", True, "pull_MBps"),
+        ("push_tcp_MBps", "push through the sockets (shared memory off)", "MB/s", True, "push_MBps"),
+        ("pull_tcp_MBps", "pull through the sockets (shared memory off)", "MB/s", True, "pull_MBps"),
         ("push_hmac_MBps", "raw zmq + keyed hmac-sha256 both ends", "MB/s", True, "push_MBps"),
         ("push_blake3_MBps", "raw zmq + keyed blake3 both ends", "MB/s", True, "push_MBps"),
     ],

@@ -11,6 +11,10 @@ import pytest
 
 _SUITE_DIR = Path(tempfile.mkdtemp(prefix="ipcluster-tests-"))
 os.environ["IPCLUSTER_DIR"] = str(_SUITE_DIR / "profiles")
+# Shared-memory buffers and engine probes of the suite's clusters go here, not to the machine's /dev/shm.
+_SHM_DIR = _SUITE_DIR / "shm"
+_SHM_DIR.mkdir()
+os.environ["IPCLUSTER_SHM_DIR"] = str(_SHM_DIR)
 
 
 def _our_children() -> set[int]:
@@ -52,3 +56,10 @@ def _no_leftover_processes() -> Iterator[None]:
         except OSError:
             continue
     assert not names, "processes left behind by the tests:\n" + "\n".join(names)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_leftover_shared_memory() -> Iterator[None]:
+    yield
+    buffers = sorted(p.name for p in _SHM_DIR.glob("ipcluster-buf-*"))
+    assert not buffers, f"shared-memory buffers left behind by the tests: {buffers}"

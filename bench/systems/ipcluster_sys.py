@@ -29,6 +29,26 @@ class IPClusterAdapter(IPPStyleAdapter):
         rc.wait_for_engines(n, timeout=120)
         return cluster, rc
 
+    def data(self, nbytes: int) -> Metrics:
+        """The shared figures (same-host engines: big buffers go through shared memory), plus push and pull
+        through the sockets with shared memory off: what an engine on another host gets."""
+        import ipcluster as ipp
+        import numpy as np
+        from common import MB, make_array, timed_median
+
+        out = super().data(nbytes)
+        arr = make_array(nbytes)
+        size = arr.nbytes / MB
+        with ipp.Client(profile_dir=self.tmp, shm_threshold=0) as sockets_only:
+            e0 = sockets_only[sockets_only.ids[0]]
+            out["push_tcp_MBps"] = size / timed_median(lambda: e0.push({"bench_t": arr}, block=True))
+            back = e0.pull("bench_t", block=True)
+            assert back.shape == arr.shape and np.array_equal(back[:1000], arr[:1000])
+            del back
+            out["pull_tcp_MBps"] = size / timed_median(lambda: e0.pull("bench_t", block=True))
+            e0.execute("globals().pop('bench_t', None)", block=True)
+        return out
+
     def controller_pid(self) -> int | None:
         info = json.loads(self.cluster.connection_file("client").read_text())
         return int(info["controller_pid"])

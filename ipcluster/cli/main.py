@@ -20,6 +20,7 @@ from ipcluster.cluster import Cluster, ClusterError, ClusterNotRunning, cluster_
 from ipcluster.launchers.process import pid_alive
 from ipcluster.profiles.dirs import ProfileDir, list_profiles
 from ipcluster.profiles.registry import list_records, read_record
+from ipcluster.wire.shm import stale_files
 
 from .common import (
     EXIT_CODES_HELP,
@@ -361,7 +362,23 @@ def clean(profile: str | None, profile_dir: str | None) -> None:
             else:
                 live_ids.add(record.cluster_id)
         removed += _clean_unreadable_records(prof) + _clean_connection_files(prof, live_ids)
+    removed += _clean_shared_memory()
     _echo(f"cleaned {removed} stale item(s)" if removed else "nothing to clean")
+
+
+def _clean_shared_memory() -> int:
+    """Buffer and engine-probe files in the shared-memory directory whose process was killed."""
+    count = 0
+    for path in stale_files():
+        try:
+            if path.stat().st_uid != os.getuid():
+                continue
+            path.unlink()
+        except OSError:
+            continue
+        _echo(f"removed stale shared-memory file {path}")
+        count += 1
+    return count
 
 
 def _clean_unreadable_records(prof: ProfileDir) -> int:

@@ -22,6 +22,8 @@ import zmq
 
 from ipcluster import error, wire
 from ipcluster.wire import PROTOCOL_VERSION
+from ipcluster.wire.shm import DEFAULT_THRESHOLD as SHM_THRESHOLD
+from ipcluster.wire.shm import ShmExporter
 
 from . import io as clientio
 from .asyncresult import AsyncResult, add_remote_traceback
@@ -91,6 +93,8 @@ class Client(ControlMixin, ReplyRouter):
     a profile directory, a connection file path or the file's dict instead. ``timeout`` (s) bounds the wait
     for the connection file and for the controller's answer. ``max_results`` bounds what ``results`` and
     ``metadata`` keep of tasks whose AsyncResult is gone (the most recent ones stay; None keeps all).
+    Buffers of at least ``shm_threshold`` bytes (default 1 MiB) sent to engines on this host go through
+    shared memory instead of the sockets; 0 sends everything through the sockets.
     """
 
     block: bool = False
@@ -112,6 +116,7 @@ class Client(ControlMixin, ReplyRouter):
         timeout: float = 10,
         cluster_id: str | None = None,
         max_results: int | None = 10_000,
+        shm_threshold: int = SHM_THRESHOLD,
         **extra_args: Any,
     ) -> None:
         self._closed = True
@@ -154,6 +159,7 @@ class Client(ControlMixin, ReplyRouter):
         )
         self._ids = itertools.count(1)
         self._msg_prefix = f"{self.session.session}-"  # msg ids: the random session id and a counter
+        self._shm = ShmExporter(self.session.session[:12], shm_threshold)
         urls = channel_urls(info)
         server = choose_ssh_server(info, sshserver, sshkey)
         self._ssh_server = server
@@ -232,9 +238,11 @@ class Client(ControlMixin, ReplyRouter):
         buffers: list[Any] | tuple = (),
         digests: list[str] | None = None,
         ident: bytes | None = None,
+        shm: list[dict[str, Any] | None] | None = None,
     ) -> tuple[dict[str, Any], list[Any]]:
         """(header, frames) of one signed message; ``digests`` lets one set of buffers go to many engines
-        without hashing them again."""
+        without hashing them again; ``shm`` names the buffers sent through shared memory (their frames are
+        empty, their digests are of the real bytes)."""
         session = self.session
         now = wire.utcnow()
         if digests is None:
@@ -248,6 +256,8 @@ class Client(ControlMixin, ReplyRouter):
             "version": PROTOCOL_VERSION,
             "buffers": digests,
         }
+        if shm is not None:
+            header["shm"] = shm
         parts = [
             orjson.dumps(header),
             b"{}",
@@ -295,16 +305,40 @@ class Client(ControlMixin, ReplyRouter):
         if ar_kwargs.pop("track", False):
             buffers = _owned(buffers)
             ar_kwargs["tracker"] = SendTracker()
-        digests = self._digests(list(buffers)) if buffers else []
+        shared = self._share(channel, buffers, [ident for ident, _ in requests])
+        if shared is not None:
+            digests = shared[3]
+        else:
+            digests = self._digests(list(buffers)) if buffers else []
         built = []
         for ident, eid in requests:
-            header, frames = self._frames(msg_type, content, metadata, buffers, digests, ident)
+            if shared is not None and ident in shared[0]:
+                header, frames = self._frames(
+                    msg_type, content, metadata, shared[1], digests, ident, shared[2]
+                )
+            else:
+                header, frames = self._frames(msg_type, content, metadata, buffers, digests, ident)
             built.append((header, frames, ident, eid))
         msg_ids = [b[0]["msg_id"] for b in built]
         ar = make_result(self, msg_ids, **ar_kwargs)
         self._register(ar, built, metadata)
         self._io.send_many(channel, [b[1] for b in built], copy=_small(buffers))
         return ar
+
+    def _share(
+        self, channel: bytes, buffers: Any, idents: list[bytes | None]
+    ) -> tuple[set[bytes], list[Any], list[dict[str, Any] | None], list[str]] | None:
+        """Big buffers of a direct request written once to shared memory for the engines on this host:
+        (those engines' idents, the frames to send them, the header's shm entries, the buffers' digests),
+        or None. The digests are computed while the files are written."""
+        if channel != clientio.MUX or not buffers or not self._shm.wants(buffers):
+            return None
+        local = {ident for ident in idents if ident is not None and self._shm.is_local(ident.decode("ascii"))}
+        if not local:
+            return None
+        buffers = list(buffers)
+        (frames, entries), digests = self._shm.export_while(buffers, lambda: self._digests(buffers))
+        return local, frames, entries, digests
 
     def _register(self, ar: AsyncResult, built: list[tuple], metadata: dict[str, Any] | None) -> None:
         after = follow = None
@@ -321,6 +355,9 @@ class Client(ControlMixin, ReplyRouter):
                 follow=follow,
             )
             self._pending[msg_id] = (ar, i)
+            shm = header.get("shm")
+            if shm:
+                self._shm.hold(msg_id, shm)
             self.outstanding.add(msg_id)
             self.history.append(msg_id)
         self._retention.track(ar, (b[0]["msg_id"] for b in built))
@@ -341,7 +378,11 @@ class Client(ControlMixin, ReplyRouter):
             ar_kwargs["tracker"] = SendTracker()
         built = []
         for ident, eid, buffers, metadata in items:
-            header, frames = self._frames(msg_type, None, metadata, buffers, None, ident)
+            shared = self._share(channel, buffers, [ident])
+            if shared is not None:
+                header, frames = self._frames(msg_type, None, metadata, shared[1], shared[3], ident, shared[2])
+            else:
+                header, frames = self._frames(msg_type, None, metadata, buffers, None, ident)
             built.append((header, frames, ident, eid))
         ar = make_result(self, [b[0]["msg_id"] for b in built], **ar_kwargs)
         self._register(ar, built, items[0][3] if items else None)
@@ -533,6 +574,9 @@ class Client(ControlMixin, ReplyRouter):
             stuck = io_thread.is_alive()
             self._io = None  # type: ignore[assignment]
             self._fail_everything("the Client was closed before the reply arrived")
+        exporter = getattr(self, "_shm", None)
+        if exporter is not None:
+            exporter.close()
         _LIVE_CLIENTS.discard(self)
         if getattr(self, "_own_context", False) and not stuck:
             self._context.term()  # a stuck IO thread still owns sockets: leave the context rather than hang

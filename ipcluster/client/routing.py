@@ -12,6 +12,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from ipcluster import error, wire
+from ipcluster.wire.shm import ShmExporter
 
 from . import io as clientio
 from .asyncresult import AsyncResult
@@ -31,6 +32,7 @@ class ReplyRouter:
     _engines: dict[int, str]
     _hub_shutdown: bool
     _source: str
+    _shm: ShmExporter
 
     # -- IO thread callbacks -------------------------------------------------------------------------
 
@@ -59,6 +61,7 @@ class ReplyRouter:
         self._finish(parent_id)
 
     def _finish(self, msg_id: str) -> None:
+        self._shm.release(msg_id)  # its engine has answered (or is gone): its shared buffers can go
         entry = self._pending.pop(msg_id, None)
         self._held.pop(msg_id, None)
         self._iopub_seen.pop(msg_id, None)

@@ -181,6 +181,9 @@ def run_engine(
         engine.close()
         context.term()
         return 0
+    except BaseException:
+        engine.close()
+        raise
     code = engine.serve()
     context.term()
     return code

@@ -20,6 +20,7 @@ import zmq
 
 from ipcluster import wire
 from ipcluster.error import WireError
+from ipcluster.wire import shm
 
 from .heart import Heart
 from .kernel import Kernel
@@ -93,6 +94,7 @@ class Engine:
         self.iopub = context.socket(zmq.XPUB)
         self.iopub.setsockopt(zmq.LINGER, 1000)
         self.kernel = Kernel(session, self.iopub, engine_id, engine_uuid)
+        self.shm_probe = shm.advertise(engine_uuid)  # clients on this host may now map big buffers to us
         self.rejoiner: Rejoiner | None = None
         if hb_period_ms and hb_misses:
             window_s = hb_misses * hb_period_ms / 1000
@@ -150,6 +152,7 @@ class Engine:
     def _controller_gone(self) -> None:
         """Called from the heart thread: the process ends here, with status 3."""
         log.error("controller at %s stopped answering heartbeats; exiting", self.controller_url)
+        shm.withdraw(self.shm_probe)
         for handler in logging.getLogger("ipcluster").handlers:
             try:
                 handler.flush()
@@ -179,6 +182,7 @@ class Engine:
         return EXIT_OK
 
     def close(self) -> None:
+        shm.withdraw(self.shm_probe)
         self.heart.stop()
         if self.rejoiner is not None:
             self.rejoiner.close()
@@ -226,18 +230,32 @@ class Engine:
             return None
         if msg["buffers"]:
             try:
+                shm.attach(msg["header"], msg["buffers"])
                 self.session.check_buffers(msg["header"], msg["buffers"])
+            except shm.ShmError as exc:
+                self._reply_bad_buffer(
+                    sock_name, idents, msg, f"{exc}: resend it", "shared-memory buffer is unreadable"
+                )
+                return None
             except WireError as exc:
-                self._reply_changed_buffer(sock_name, idents, msg, exc)
+                self._reply_bad_buffer(
+                    sock_name,
+                    idents,
+                    msg,
+                    f"{exc}: an argument (a numpy array?) was modified while it was being sent; do not "
+                    "modify what you pass to a call until its result is back, or pass track=True",
+                    "buffer changed",
+                )
                 return None
         return idents, msg
 
-    def _reply_changed_buffer(
-        self, sock_name: str, idents: list[bytes], msg: dict[str, Any], exc: Exception
+    def _reply_bad_buffer(
+        self, sock_name: str, idents: list[bytes], msg: dict[str, Any], evalue: str, what: str
     ) -> None:
-        """The header is authentic but a buffer changed after it was signed: the sender modified an array
-        while it was being sent (zero-copy). Answer an error, so its caller sees why instead of waiting."""
-        self.complaints.warning(sock_name, "answered an error to a request whose buffer changed: %s", exc)
+        """The header is authentic but a buffer is not what was signed (the sender modified an array while
+        it was sent zero-copy) or a shared-memory buffer cannot be mapped. Answer an error, so the caller
+        sees why instead of waiting."""
+        self.complaints.warning(sock_name, "answered an error to a request whose %s: %s", what, evalue)
         msg_type = msg["msg_type"]
         if not msg_type.endswith("_request"):
             return
@@ -246,8 +264,7 @@ class Engine:
         content = {
             "status": "error",
             "ename": "SerializationError",
-            "evalue": f"{exc}: an argument (a numpy array?) was modified while it was being sent; do not "
-            "modify what you pass to a call until its result is back, or pass track=True",
+            "evalue": evalue,
             "traceback": [],
             "engine_info": info,
         }

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 try:  # OpenSSL's one-shot HMAC, without hmac.digest's Python-level dispatch (called several times a message)
@@ -44,7 +47,41 @@ class HmacSha256Signer:
         return _hmac_digest(self._key, b"".join(parts), "sha256").hex().encode("ascii")
 
     def digest_buffer(self, buf: Buffer) -> str:
-        return _hmac_digest(self._key, buf, "sha256").hex()
+        size = memoryview(buf).nbytes
+        if size < CHUNKED_FROM:  # never depends on this machine: both ends must compute the same digest
+            return _hmac_digest(self._key, buf, "sha256").hex()
+        return self._chunked_digest(memoryview(buf).cast("B"), size)
+
+    def _chunked_digest(self, view: memoryview, size: int) -> str:
+        """A big buffer's digest from its chunks' digests, computed on several cores (HMAC itself is serial).
+
+        digest = HMAC(key, b"ipcluster-chunked:<chunk size>:" + HMAC(key, chunk 0) + HMAC(key, chunk 1) ...);
+        both ends compute it the same way (docs/protocol.md §1).
+        """
+        key = self._key
+        chunks = [view[i : i + CHUNK] for i in range(0, size, CHUNK)]
+        parts = list(_pool().map(lambda chunk: _hmac_digest(key, chunk, "sha256"), chunks))
+        return _hmac_digest(key, b"".join([b"ipcluster-chunked:%d:" % CHUNK, *parts]), "sha256").hex()
+
+
+# HMAC-SHA256 runs at ~1.2 GB/s on one core; buffers from CHUNKED_FROM bytes are hashed in CHUNK pieces on all
+# cores (hashlib releases the GIL), which halves a 100 MB push's signing time on two cores.
+CHUNKED_FROM = 16 << 20
+CHUNK = 8 << 20
+_hash_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _hash_pool
+    with _pool_lock:
+        if _hash_pool is None:
+            _hash_pool = ThreadPoolExecutor(min(8, _cores()), thread_name_prefix="ipcluster-hash")
+        return _hash_pool
 
 
 class Blake3Signer:

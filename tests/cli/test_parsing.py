@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from click.testing import CliRunner
 
@@ -44,10 +48,29 @@ def test_stop_all_with_no_profiles(tmp_path, monkeypatch) -> None:
 
 def test_list_and_clean_with_nothing(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("IPCLUSTER_DIR", str(tmp_path))
+    monkeypatch.setenv("IPCLUSTER_SHM_DIR", str(tmp_path))
     runner = CliRunner()
     assert runner.invoke(cli, ["list", "--json"]).output.strip() == "[]"
     assert "no clusters" in runner.invoke(cli, ["list"]).output
     assert "nothing to clean" in runner.invoke(cli, ["clean"]).output
+
+
+def test_clean_removes_shared_memory_files_of_killed_processes(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("IPCLUSTER_DIR", str(tmp_path / "profiles"))
+    shm = tmp_path / "shm"
+    shm.mkdir()
+    monkeypatch.setenv("IPCLUSTER_SHM_DIR", str(shm))
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead = int(gone.stdout)
+    (shm / f"ipcluster-buf-{dead}-ab-1").write_bytes(b"x" * 100)
+    (shm / "ipcluster-engine-cafe").write_text(f"cafe {dead}\n")
+    (shm / f"ipcluster-buf-{os.getpid()}-ab-1").write_bytes(b"mine, alive")
+    result = CliRunner().invoke(cli, ["clean"])
+    assert result.exit_code == 0, result.output
+    assert "cleaned 2 stale item(s)" in result.output
+    assert [p.name for p in shm.iterdir()] == [f"ipcluster-buf-{os.getpid()}-ab-1"]
 
 
 def test_stop_cluster_id_and_all_exclude_each_other(tmp_path, monkeypatch) -> None:
