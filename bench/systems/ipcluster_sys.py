@@ -32,9 +32,10 @@ class IPClusterAdapter(IPPStyleAdapter):
     def data(self, nbytes: int) -> Metrics:
         """The shared figures (same-host engines: big buffers go through shared memory), plus push and pull
         through the sockets with shared memory off: what an engine on another host gets."""
-        import ipcluster as ipp
         import numpy as np
         from common import MB, make_array, timed_median
+
+        import ipcluster as ipp
 
         out = super().data(nbytes)
         arr = make_array(nbytes)
