@@ -218,9 +218,21 @@ _BY_NAME = {
 }
 
 
-def wrap_exception(exc: BaseException, engine_info: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Turn an exception raised here into reply content: ename, evalue, traceback, engine_info."""
+def wrap_exception(exc: Any = None, engine_info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Turn an exception raised here into reply content: ename, evalue, traceback, engine_info.
+
+    Without ``exc`` (the seed's ``wrap_exception(engine_info)`` inside an ``except`` block), the exception
+    being handled is wrapped.
+    """
+    import sys
     import traceback as tb_module
+
+    if isinstance(exc, dict) and engine_info is None:  # the seed's positional engine_info
+        exc, engine_info = None, exc
+    if exc is None:
+        exc = sys.exc_info()[1]
+        if exc is None:
+            raise ValueError("wrap_exception() needs an exception, or to be called while one is handled")
 
     if isinstance(exc, RemoteError) and not isinstance(exc, CompositeError):
         lines = [exc.traceback]
@@ -257,9 +269,15 @@ def unwrap_exception(content: dict[str, Any]) -> KernelError:
     return RemoteError(ename, evalue, content.get("traceback"), engine_info)
 
 
-def collect_exceptions(results: list[Any], method: str) -> list[Any]:
-    """Raise a CompositeError if any result is a RemoteError; otherwise return the results."""
-    elist = [r for r in results if isinstance(r, RemoteError)]
+def collect_exceptions(results: Any, method: str = "unspecified") -> Any:
+    """Raise a CompositeError if any result (of a list, or a dict's values) is a RemoteError; otherwise
+    return the results. The errors of a CompositeError among them are taken in one by one."""
+    elist: list[RemoteError] = []
+    for r in results.values() if isinstance(results, dict) else results:
+        if isinstance(r, CompositeError):
+            elist.extend(r.elist)
+        elif isinstance(r, RemoteError):
+            elist.append(r)
     if not elist:
         return results
     raise CompositeError(f"one or more exceptions from call to method: {method}", elist)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ipcluster import error
 
 from .metadata import ALL_KEYS, Metadata
+from .outputs import print_outputs
 from .partition import join_partitions
 
 if TYPE_CHECKING:
@@ -306,21 +307,15 @@ class AsyncResult(concurrent.futures.Future):
         self._client.abort(self._msg_ids, targets=self._targets, block=True)
 
     def display_outputs(self, groupby: str = "type") -> None:
-        """Print what the tasks wrote, prefixed ``[stdout:<engine>]`` (groupby: type, engine or order)."""
+        """Print what the tasks wrote, prefixed ``[stdout:<engine>]``, then the value of an execute's
+        final expression as ``Out[<engine>:<n>]: value`` (groupby: type, engine or order)."""
         self._client._wait_outputs(self._msg_ids, timeout=2.0)
-        mds = [self._client.metadata.get(m) or Metadata(msg_id=m) for m in self._msg_ids]
-        if groupby == "engine":
-            mds = sorted(mds, key=lambda md: (md.get("engine_id") is None, md.get("engine_id") or 0))
-        if groupby == "type":
-            for name in ("stdout", "stderr"):
-                for md in mds:
-                    _print_stream(md, name)
-        elif groupby in ("engine", "order"):
-            for md in mds:
-                _print_stream(md, "stdout")
-                _print_stream(md, "stderr")
-        else:
-            raise ValueError(f"groupby must be 'type', 'engine' or 'order', not {groupby!r}")
+        print_outputs([self._client.metadata.get(m) or Metadata(msg_id=m) for m in self._msg_ids], groupby)
+
+    def wait_for_output(self, timeout: float | None = -1) -> bool:
+        """Wait for the tasks and all their output (ipyparallel's name): output is complete once a task is
+        finished, so this is ``wait(timeout)``."""
+        return self.wait(timeout)
 
     def wait_interactive(self, interval: float = 0.1, timeout: float = -1) -> None:
         """Wait, printing progress on one line."""
@@ -406,19 +401,6 @@ class AsyncResult(concurrent.futures.Future):
 def _as_remote(exc: BaseException) -> error.RemoteError:
     info = getattr(exc, "engine_info", {}) or {}
     return error.RemoteError(type(exc).__name__, str(exc), getattr(exc, "traceback", ""), info)
-
-
-def _print_stream(md: Metadata, name: str) -> None:
-    text = md.get(name) or ""
-    if not text:
-        return
-    stream = sys.stdout if name == "stdout" else sys.stderr
-    header = f"[{name}:{md.get('engine_id')}]"
-    if len(text.splitlines()) > 1:
-        print(header, file=stream)
-        print(text, end="" if text.endswith("\n") else "\n", file=stream)
-    else:
-        print(f"{header} {text}", end="" if text.endswith("\n") else "\n", file=stream)
 
 
 class AsyncMapResult(AsyncResult):

@@ -23,10 +23,11 @@ import zmq
 from ipcluster import error, wire
 from ipcluster.wire import PROTOCOL_VERSION
 from ipcluster.wire.shm import DEFAULT_THRESHOLD as SHM_THRESHOLD
-from ipcluster.wire.shm import ShmExporter
+from ipcluster.wire.shm import ShmExporter, advertise_client, withdraw
 
 from . import io as clientio
 from .asyncresult import AsyncResult, add_remote_traceback
+from .compat import CompatMixin
 from .connect import channel_urls, choose_ssh_server, load_connection_info, tunnel_urls
 from .control import ControlMixin
 from .directview import DirectView
@@ -86,7 +87,7 @@ def _close_all() -> None:
 atexit.register(_close_all)
 
 
-class Client(ControlMixin, ReplyRouter):
+class Client(ControlMixin, CompatMixin, ReplyRouter):
     """A connection to an ipcluster controller, seed- and ipyparallel-compatible.
 
     ``Client()`` reads the default profile's ``security/ipcontroller-client.json``; pass a profile name,
@@ -160,6 +161,8 @@ class Client(ControlMixin, ReplyRouter):
         self._ids = itertools.count(1)
         self._msg_prefix = f"{self.session.session}-"  # msg ids: the random session id and a counter
         self._shm = ShmExporter(self.session.session[:12], shm_threshold)
+        # engines on this host may answer big results through shared memory
+        self._shm_probe = advertise_client(self.session.session, shm_threshold) if self._shm.enabled else None
         urls = channel_urls(info)
         server = choose_ssh_server(info, sshserver, sshkey)
         self._ssh_server = server
@@ -193,6 +196,7 @@ class Client(ControlMixin, ReplyRouter):
             self._on_notification,
             self._on_tick,
         )
+        self._apply_debug()
         try:
             self._io.start_and_wait(timeout=max(5.0, self._timeout))
             self._closed = False
@@ -337,7 +341,10 @@ class Client(ControlMixin, ReplyRouter):
         if not local:
             return None
         buffers = list(buffers)
-        (frames, entries), digests = self._shm.export_while(buffers, lambda: self._digests(buffers))
+        try:
+            (frames, entries), digests = self._shm.export_while(buffers, lambda: self._digests(buffers))
+        except OSError:  # shared memory full or gone: logged, and the sockets carry the buffers
+            return None
         return local, frames, entries, digests
 
     def _register(self, ar: AsyncResult, built: list[tuple], metadata: dict[str, Any] | None) -> None:
@@ -380,7 +387,9 @@ class Client(ControlMixin, ReplyRouter):
         for ident, eid, buffers, metadata in items:
             shared = self._share(channel, buffers, [ident])
             if shared is not None:
-                header, frames = self._frames(msg_type, None, metadata, shared[1], shared[3], ident, shared[2])
+                header, frames = self._frames(
+                    msg_type, None, metadata, shared[1], shared[3], ident, shared[2]
+                )
             else:
                 header, frames = self._frames(msg_type, None, metadata, buffers, None, ident)
             built.append((header, frames, ident, eid))
@@ -573,9 +582,16 @@ class Client(ControlMixin, ReplyRouter):
             io_thread.stop()
             stuck = io_thread.is_alive()
             self._io = None  # type: ignore[assignment]
-            self._fail_everything("the Client was closed before the reply arrived")
+            # a thread on a sync lane may be handing over a reply right now (bounded: never hang a close)
+            locked = io_thread.dispatch_lock.acquire(timeout=5)
+            try:
+                self._fail_everything("the Client was closed before the reply arrived")
+            finally:
+                if locked:
+                    io_thread.dispatch_lock.release()
         exporter = getattr(self, "_shm", None)
         if exporter is not None:
+            withdraw(self._shm_probe)
             exporter.close()
         _LIVE_CLIENTS.discard(self)
         if getattr(self, "_own_context", False) and not stuck:

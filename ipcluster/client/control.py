@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import threading
 import time
 from datetime import datetime
@@ -11,6 +12,7 @@ from ipcluster import error, wire
 
 from . import io as clientio
 from .asyncresult import AsyncHubResult, AsyncResult
+from .metadata import Metadata
 
 
 class ControlMixin:
@@ -211,11 +213,92 @@ class ControlMixin:
             if todo:
                 time.sleep(interval)
 
-    def resubmit(self, indices_or_msg_ids: Any = None, block: bool | None = None) -> AsyncResult:
-        raise NotImplementedError("resubmit is not supported: submit the task again with the view")
+    def resubmit(
+        self,
+        indices_or_msg_ids: Any = None,
+        subheader: dict[str, Any] | None = None,
+        block: bool | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> AsyncResult:
+        """Run finished tasks again (default: the last one), from the requests the controller kept.
+
+        Each runs as a new task (a new msg_id; the original's result stays) through the load-balanced
+        scheduler, with its original flags; ``subheader`` / ``metadata`` (ipyparallel's name) override
+        load-balancing flags, e.g. ``{"targets": [2], "retries": 1}``. Returns an AsyncHubResult for the
+        new tasks, whose ``get()`` is a list of their results (waited for when ``block``).
+        """
+        if indices_or_msg_ids is None:
+            indices_or_msg_ids = -1
+        msg_ids = self._jobs_to_msg_ids(indices_or_msg_ids)  # type: ignore[attr-defined]
+        if not msg_ids:
+            raise ValueError("nothing to resubmit: pass msg_ids, AsyncResults or history indices")
+        flags = _resubmit_flags(self, {**(subheader or {}), **(metadata or {})})
+        new_ids = [self._new_msg_id() for _ in msg_ids]  # type: ignore[attr-defined]
+        ar = AsyncHubResult(self, new_ids, fname="resubmit")  # type: ignore[arg-type]
+        # expect the replies before asking: the controller sends them to this client as soon as they come
+        now = wire.utcnow()
+        for i, new_id in enumerate(new_ids):
+            self.metadata[new_id] = Metadata(msg_id=new_id, submitted=now)  # type: ignore[attr-defined]
+            self._pending[new_id] = (ar, i)  # type: ignore[attr-defined]
+            self.outstanding.add(new_id)  # type: ignore[attr-defined]
+        content = {"msg_ids": msg_ids, "new_msg_ids": new_ids, "metadata": flags}
+        try:
+            self._query("resubmit_request", content)  # type: ignore[attr-defined]
+        except BaseException as exc:
+            for new_id in new_ids:
+                self._pending.pop(new_id, None)  # type: ignore[attr-defined]
+                self.outstanding.discard(new_id)  # type: ignore[attr-defined]
+                self.metadata.pop(new_id, None)  # type: ignore[attr-defined]
+            if isinstance(exc, error.RemoteError):
+                raise _hub_error(exc) from None
+            raise
+        self._io.expect_replies(clientio.TASK, len(new_ids))  # type: ignore[attr-defined]  # io.call_blocking
+        self.history.extend(new_ids)  # type: ignore[attr-defined]
+        self._retention.track(ar, new_ids)  # type: ignore[attr-defined]
+        if self.block if block is None else block:
+            ar.wait()
+        return ar
 
 
 _DATE_KEYS = frozenset(("submitted", "started", "completed", "received"))
+
+
+def _hub_error(exc: error.RemoteError) -> error.RemoteError:
+    """The controller's refusal as a RemoteError (what the seed and ipyparallel raise) that is also the
+    builtin it names, so ``except KeyError`` (unknown ids) and ``except ValueError`` (in flight) work too."""
+    base = getattr(builtins, exc.ename, None)
+    if base not in (KeyError, ValueError, TypeError, RuntimeError):
+        return exc
+    cls = type(f"Remote{exc.ename}", (_HubRefusal, base), {})
+    return cls(exc.ename, exc.evalue, exc.traceback, exc.engine_info)
+
+
+class _HubRefusal(error.RemoteError):
+    def __str__(self) -> str:
+        return f"{self.ename}: {self.evalue}"
+
+
+_RESUBMIT_FLAGS = ("after", "follow", "retries", "timeout", "targets")
+
+
+def _resubmit_flags(client: Any, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Load-balancing flags for resubmitted tasks in wire form, checked like ``LoadBalancedView.set_flags``;
+    a flag set to None (or 0) clears the original task's."""
+    unknown = [k for k in overrides if k not in _RESUBMIT_FLAGS]
+    if unknown:
+        raise KeyError(
+            f"can't set {', '.join(map(repr, unknown))} when resubmitting: "
+            f"the flags a resubmitted task takes are {', '.join(_RESUBMIT_FLAGS)}"
+        )
+    from .lbview import LoadBalancedView
+
+    given = dict(overrides)
+    targets = given.pop("targets", None)
+    flags: dict[str, Any] = dict.fromkeys(overrides)
+    flags.update(LoadBalancedView(client, **given)._task_metadata() or {})
+    if targets is not None:
+        flags["targets"] = client._build_targets(targets)[1]
+    return flags
 
 
 def _split_records(content: dict[str, Any], buffers: list[Any]) -> dict[str, dict[str, Any]]:
@@ -270,4 +353,5 @@ def _md_from_record(msg_id: str, rec: dict[str, Any]) -> Any:
         status=(rec.get("result_content") or {}).get("status"),
         stdout=rec.get("stdout") or "",
         stderr=rec.get("stderr") or "",
+        execute_result=rec.get("execute_result"),
     )

@@ -25,6 +25,8 @@ from .view import View
 class DirectView(View):
     """Runs each call on every one of its target engines; also moves data (push, pull, scatter, gather)."""
 
+    _socket = "mux"  # the channel, for Client.send_apply_request(view._socket, ...) as in ipyparallel
+
     def _really_apply(
         self,
         f: Any,
@@ -37,17 +39,22 @@ class DirectView(View):
         targets = self._targets if targets is None else targets
         idents, ids = self.client._build_targets(targets)
         buffers = wire.pack_apply_message(None, args, kwargs, f_frame=function_pickle(prepare_callable(f)))
-        ar = self.client._submit(
+        block = self.block if block is None else block
+        ar = self._send(
             clientio.MUX,
-            "apply_request",
-            list(zip(idents, ids, strict=False)),
-            buffers=buffers,
-            fname=func_name(f),
-            targets=ids,
-            single=isinstance(targets, int),
-            track=self.track if track is None else track,
+            block,
+            lambda: self.client._submit(
+                clientio.MUX,
+                "apply_request",
+                list(zip(idents, ids, strict=False)),
+                buffers=buffers,
+                fname=func_name(f),
+                targets=ids,
+                single=isinstance(targets, int),
+                track=self.track if track is None else track,
+            ),
         )
-        return self._finish_call(ar, block)
+        return self._value_or_ar(ar, block)
 
     def _map_partitions(
         self,
@@ -95,29 +102,34 @@ class DirectView(View):
     def execute(self, code: str, silent: bool = True, targets: Any = None, block: bool | None = None) -> Any:
         """Run a string of code in each engine's namespace.
 
-        Returns the AsyncResult (already finished when blocking, so ``.stdout`` / ``display_outputs()``
-        are at hand); a blocking call raises the engines' errors, like ipyparallel.
+        Returns the AsyncResult (already finished when blocking, so ``.stdout``, ``.pyout`` (the value of
+        a final expression) and ``display_outputs()`` are at hand); a blocking call raises the engines'
+        errors, like ipyparallel. ``silent`` is accepted for compatibility: input, output, result and
+        error always reach the metadata, as in the seed.
         """
         if not isinstance(code, str):
             raise TypeError(f"code must be a str, not {type(code).__name__}")
         targets = self._targets if targets is None else targets
         idents, ids = self.client._build_targets(targets)
-        ar = self.client._submit(
+        block = self.block if block is None else block
+        ar = self._send(
             clientio.MUX,
-            "execute_request",
-            list(zip(idents, ids, strict=False)),
-            content={"code": code, "silent": silent},
-            fname="execute",
-            targets=ids,
-            single=isinstance(targets, int),
+            block,
+            lambda: self.client._submit(
+                clientio.MUX,
+                "execute_request",
+                list(zip(idents, ids, strict=False)),
+                content={"code": code, "silent": silent},
+                fname="execute",
+                targets=ids,
+                single=isinstance(targets, int),
+            ),
         )
-        if not silent:  # the seed's pyin: the code that ran (known here, so no engine round trip for it)
-            for msg_id in ar.msg_ids:
-                md = self.client.metadata.get(msg_id)
-                if md is not None:
-                    md["execute_input"] = code
-        self.history.extend(ar.msg_ids)
-        if self.block if block is None else block:
+        for msg_id in ar.msg_ids:  # the seed's pyin: the code that ran (known here: no engine round trip)
+            md = self.client.metadata.get(msg_id)
+            if md is not None:
+                md["execute_input"] = code
+        if block:
             ar.get()  # raises the engines' errors; the finished result still carries stdout, as in ipyparallel
         return ar
 

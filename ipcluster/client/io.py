@@ -5,6 +5,11 @@ no pickling here). The thread polls the PULL end and the controller sockets, ver
 hands each reply to the AsyncResult waiting for it, in batches, so the per-task cost stays a few
 microseconds. A reply whose task printed output it has not seen yet is held until that output arrives
 (the reply's ``iopub_count`` says how much to expect) or a short grace period passes.
+
+A blocking call skips the thread hand-offs: it borrows a sync lane (lanes.py), sends and receives on it
+itself, and dispatches its replies through the same handler, under ``dispatch_lock``. Requests from one
+thread must reach an engine in order, so a lane is only used while every request sent on the IO thread's
+socket of that channel has been answered.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ import zmq
 
 from ipcluster import wire
 from ipcluster.error import WireError
-from ipcluster.wire import recv_frames, send_frames
+from ipcluster.wire import recv_frames, send_frames, shm
+
+from .lanes import Lanes, SyncLane
 
 log = logging.getLogger("ipcluster.client")
 
@@ -67,6 +74,23 @@ class ClientIO(threading.Thread):
         self._outbox: deque[tuple[bytes, list[Any], bool]] = deque()
         self._signalled = False
         self._closing = False
+        # held while a reply, output or notification is handed to the Client (by this thread or a lane's)
+        self.dispatch_lock = threading.RLock()
+        # requests queued for the IO thread's mux/task sockets, and replies received on them (this thread)
+        self._queued = {MUX: 0, TASK: 0}
+        self._answered = {MUX: 0, TASK: 0}
+        self._count_lock = threading.Lock()
+        self._adopting: deque[SyncLane] = deque()
+        self._adopt_lock = threading.Lock()
+        self._adopt_closed = False
+        self.lanes = Lanes(
+            context,
+            {MUX: urls["mux"], TASK: urls["task"]},
+            session.bsession,
+            self._dispatch_lane_reply,
+            self._adopt,
+            self._settle,
+        )
 
     # -- user-thread side ----------------------------------------------------------------------------
 
@@ -89,20 +113,69 @@ class ClientIO(threading.Thread):
         IO thread is woken with one byte only when it is not already awake to drain it, so a burst of
         10,000 submissions costs 10,000 appends and a handful of wake-ups.
         """
-        if self._closing:
-            raise RuntimeError("this Client is closed: create a new one")
-        self._outbox.append((channel, frames, copy))
-        if not self._signalled:
-            self._wake()
+        self.send_many(channel, [frames], copy)
 
     def send_many(self, channel: bytes, messages: list[list[Any]], copy: bool = True) -> None:
+        """``send`` for several messages; inside ``call_blocking`` they go out on this thread's lane."""
         if self._closing:
             raise RuntimeError("this Client is closed: create a new one")
+        lane = self.lanes.current(channel)
+        if lane is not None:
+            for frames in messages:
+                lane.send(frames, copy)
+            return
+        if channel in self._queued:
+            with self._count_lock:
+                self._queued[channel] += len(messages)
         append = self._outbox.append
         for frames in messages:
             append((channel, frames, copy))
         if not self._signalled:
             self._wake()
+
+    def expect_replies(self, channel: bytes, n: int) -> None:
+        """Replies will come on this channel's socket for requests it did not send (the controller resubmits
+        tasks for this client): count them as sent, so the sync lanes keep working once they are in."""
+        with self._count_lock:
+            self._queued[channel] += n
+
+    def call_blocking(self, channel: bytes, submit: Callable[[], Any]) -> Any:
+        """Run ``submit()`` (it sends requests on ``channel`` and returns their AsyncResult) for a caller that
+        will wait for the result: on a sync lane when the order of this client's requests allows it (nothing
+        sent on the IO thread's socket of that channel is unanswered), else as usual."""
+        if self._closing or self._queued.get(channel) != self._answered.get(channel):
+            return submit()
+        return self.lanes.call(channel, submit)
+
+    def _dispatch_lane_reply(self, frames: list[Any]) -> bool:
+        """Verify one reply received on a lane and hand it to the Client; False if it was dropped."""
+        try:
+            msg = open_reply(self.session, frames)
+        except WireError as exc:
+            self._bad.warning("controller", "dropped a message that failed verification: %s", exc)
+            return False
+        with self.dispatch_lock:
+            try:
+                self.on_reply(msg)
+            except Exception:
+                log.exception("error handling a reply from the controller")
+        return True
+
+    def _adopt(self, lane: SyncLane) -> bool:
+        """Take over a lane whose caller stopped waiting: this thread receives its late replies."""
+        with self._adopt_lock:
+            if self._adopt_closed:
+                return False
+            self._adopting.append(lane)
+        self._settle()
+        return True
+
+    def _settle(self) -> None:
+        """Wake this thread (a reply held for its output needs its grace timer; a lane was handed over)."""
+        try:
+            self._wake()
+        except RuntimeError:
+            pass  # closing: nothing left to settle
 
     def _wake(self) -> None:
         with self._push_lock:
@@ -114,6 +187,7 @@ class ClientIO(threading.Thread):
 
     def stop(self, timeout: float = 5.0) -> None:
         self._closing = True
+        self.lanes.close()
         with self._push_lock:
             push, self._push = self._push, None
             if push is not None:
@@ -169,8 +243,9 @@ class ClientIO(threading.Thread):
                 s.close(0)
             return
         self.ready.set()
+        adopted: dict[zmq.Socket, SyncLane] = {}
         try:
-            self._loop(pull, out, iopub, notification, monitor)
+            self._loop(pull, out, iopub, notification, monitor, adopted)
         except Exception:
             log.exception("the client IO thread failed")
         finally:
@@ -180,6 +255,12 @@ class ClientIO(threading.Thread):
                 pass
             for s in sockets:
                 s.close(0)
+            with self._adopt_lock:
+                self._adopt_closed = True
+                lanes = [*adopted.values(), *self._adopting]
+                self._adopting.clear()
+            for lane in lanes:
+                lane.close()
 
     def _loop(
         self,
@@ -188,12 +269,15 @@ class ClientIO(threading.Thread):
         iopub: zmq.Socket,
         notification: zmq.Socket,
         monitor: zmq.Socket,
+        adopted: dict[zmq.Socket, SyncLane],
     ) -> None:
         poller = zmq.Poller()
         for s in (pull, *out.values(), iopub, notification, monitor):
             poller.register(s, zmq.POLLIN)
-        query, mux, task, control = out[QUERY], out[MUX], out[TASK], out[CONTROL]
-        reply_socks = (mux, task, control)
+        query, control = out[QUERY], out[CONTROL]
+        reply_socks = ((out[MUX], MUX), (out[TASK], TASK), (control, CONTROL))
+        answered = self._answered
+        lock = self.dispatch_lock
         timeout_ms: float | None = None
         while True:
             events = dict(poller.poll(timeout_ms))
@@ -210,18 +294,30 @@ class ClientIO(threading.Thread):
                 self._flush_outbox(out)
                 if stop:
                     return
-            for sock in reply_socks:
+                while self._adopting:
+                    lane = self._adopting.popleft()
+                    adopted[lane.sock] = lane
+                    poller.register(lane.sock, zmq.POLLIN)
+            for sock, channel in reply_socks:
                 if sock in events:
-                    self._drain(sock, self._handle_reply)
+                    with lock:
+                        n = self._drain(sock, self._handle_reply)
+                    if channel in answered:
+                        answered[channel] += n
             if iopub in events:
-                self._drain(iopub, self._handle_iopub)
+                with lock:
+                    self._drain(iopub, self._handle_iopub)
             if query in events:
                 self._drain(query, self._handle_query)
             if notification in events:
-                self._drain(notification, self._handle_notification)
+                with lock:
+                    self._drain(notification, self._handle_notification)
             if monitor in events:
                 self._drain_monitor(monitor, poller)
-            wait = self.on_tick()
+            if adopted:
+                self._serve_adopted(adopted, events, poller)
+            with lock:
+                wait = self.on_tick()
             timeout_ms = None if wait is None else max(1, int(wait * 1000))
 
     def _flush_outbox(self, out: dict[bytes, zmq.Socket]) -> None:
@@ -236,18 +332,40 @@ class ClientIO(threading.Thread):
             except zmq.ZMQError as exc:
                 self._bad.warning(channel, "could not send a message: %s", exc)
 
-    def _drain(self, sock: zmq.Socket, handle: Callable[[list[Any]], None]) -> None:
-        for _ in range(BATCH):
+    def _serve_adopted(
+        self, adopted: dict[zmq.Socket, SyncLane], events: dict[Any, int], poller: zmq.Poller
+    ) -> None:
+        """Dispatch the late replies arriving on lanes handed over to this thread; give back drained lanes."""
+        for sock, lane in list(adopted.items()):
+            if sock not in events:
+                continue
+            for _ in range(BATCH):
+                try:
+                    frames = recv_frames(sock)
+                except zmq.Again:
+                    break
+                if self._dispatch_lane_reply(frames):
+                    lane.inflight -= 1
+            if lane.inflight <= 0:
+                poller.unregister(sock)
+                del adopted[sock]
+                lane.inflight = 0
+                self.lanes.give_back(lane)
+
+    def _drain(self, sock: zmq.Socket, handle: Callable[[list[Any]], None]) -> int:
+        """Handle what is waiting on ``sock`` (at most BATCH messages); returns how many were received."""
+        for n in range(BATCH):
             try:
                 frames = recv_frames(sock)
             except zmq.Again:
-                return
+                return n
             try:
                 handle(frames)
             except WireError as exc:
                 self._bad.warning("controller", "dropped a message that failed verification: %s", exc)
             except Exception:
                 log.exception("error handling a message from the controller")
+        return BATCH
 
     def _drain_monitor(self, monitor: zmq.Socket, poller: zmq.Poller) -> None:
         from zmq.utils.monitor import recv_monitor_message
@@ -263,7 +381,7 @@ class ClientIO(threading.Thread):
                 self.iopub_ready.set()
 
     def _handle_reply(self, frames: list[Any]) -> None:
-        self.on_reply(self.session.deserialize(_json_as_bytes(frames), check_buffers=True))
+        self.on_reply(open_reply(self.session, frames))
 
     def _handle_query(self, frames: list[Any]) -> None:
         rest = _json_as_bytes(frames)
@@ -278,6 +396,27 @@ class ClientIO(threading.Thread):
 
     def _handle_notification(self, frames: list[Any]) -> None:
         self.on_notification(self.session.deserialize(_json_as_bytes(frames), check_buffers=False))
+
+
+def open_reply(session: wire.Session, frames: list[Any]) -> dict[str, Any]:
+    """Verify a reply, its buffers included; buffers an engine on this host left in shared memory are mapped
+    (and their files removed: we are their only reader). One that cannot be read becomes an error reply, so
+    its caller learns why instead of waiting."""
+    msg = session.deserialize(_json_as_bytes(frames), check_buffers=False)
+    if msg["buffers"]:
+        try:
+            shm.attach(msg["header"], msg["buffers"], unlink=True)
+        except shm.ShmError as exc:
+            msg["content"] = {
+                "status": "error",
+                "ename": "SerializationError",
+                "evalue": f"the result could not be read from shared memory: {exc}",
+                "traceback": [],
+            }
+            msg["buffers"] = []
+            return msg
+        session.check_buffers(msg["header"], msg["buffers"])
+    return msg
 
 
 def _json_as_bytes(frames: list[Any]) -> list[Any]:

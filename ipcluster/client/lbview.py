@@ -24,6 +24,7 @@ class LoadBalancedView(View):
 
     _flag_names = ("targets", "block", "track", "follow", "after", "timeout", "retries")
     _load_balanced = True
+    _socket = "task"  # the channel, for Client.send_apply_request(view._socket, ...) as in ipyparallel
 
     def __init__(self, client: Client, targets: Any = None, **flags: Any) -> None:
         self.follow: Any = None
@@ -75,17 +76,22 @@ class LoadBalancedView(View):
 
             raise NoEnginesRegistered("Can't run load-balanced tasks without any engines")
         buffers = wire.pack_apply_message(None, args, kwargs, f_frame=function_pickle(prepare_callable(f)))
-        ar = self.client._submit(
+        block = self.block if block is None else block
+        ar = self._send(
             clientio.TASK,
-            "apply_request",
-            [(None, None)],
-            buffers=buffers,
-            metadata=self._task_metadata(),
-            fname=func_name(f),
-            single=True,
-            track=self.track if track is None else track,
+            block,
+            lambda: self.client._submit(
+                clientio.TASK,
+                "apply_request",
+                [(None, None)],
+                buffers=buffers,
+                metadata=self._task_metadata(),
+                fname=func_name(f),
+                single=True,
+                track=self.track if track is None else track,
+            ),
         )
-        return self._finish_call(ar, block)
+        return self._value_or_ar(ar, block)
 
     def _map_partitions(
         self,

@@ -106,8 +106,26 @@ class View:
     ) -> Any:
         raise NotImplementedError
 
+    def _send(self, channel: bytes, block: bool, submit: Callable[[], AsyncResult]) -> AsyncResult:
+        """``submit()`` the call and note it in the history; a blocking one sends and receives in this
+        thread, on a sync lane (client/lanes.py), when the client can: no hand-off to the IO thread on the
+        way out or back. Finish with ``_value_or_ar``."""
+
+        def submit_and_note() -> AsyncResult:
+            ar = submit()
+            self.history.extend(ar.msg_ids)
+            return ar
+
+        io = self.client._io
+        if block and io is not None:
+            return io.call_blocking(channel, submit_and_note)
+        return submit_and_note()
+
     def _finish_call(self, ar: AsyncResult, block: bool | None) -> Any:
         self.history.extend(ar.msg_ids)
+        return self._value_or_ar(ar, block)
+
+    def _value_or_ar(self, ar: AsyncResult, block: bool | None) -> Any:
         if self.block if block is None else block:
             return ar.get()
         return ar
@@ -222,6 +240,13 @@ class View:
 
     def use_cloudpickle(self) -> None:
         """Kept for compatibility: ipcluster always pickles with cloudpickle."""
+
+    def activate(self, suffix: str = "") -> None:
+        """ipyparallel registers the %px magics here; ipcluster has none (NotImplementedError says what
+        to use instead)."""
+        from .compat import MAGICS_UNSUPPORTED
+
+        raise NotImplementedError(MAGICS_UNSUPPORTED)
 
     use_dill = use_cloudpickle
     use_pickle = use_cloudpickle

@@ -138,7 +138,8 @@ def _port_range(ctx: click.Context, param: click.Parameter, value: str | None) -
     type=click.IntRange(0, None),
     default=256 * 2**20,
     show_default=True,
-    help="Bytes of result buffers kept in memory for result_request (oldest dropped first).",
+    help="Bytes of request and result buffers kept in memory, for resubmit and result_request "
+    "(oldest dropped first, requests before results).",
 )
 @click.option(
     "--log-level",

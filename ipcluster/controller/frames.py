@@ -24,6 +24,12 @@ def as_bytes(frame: Any) -> bytes:
     return frame if type(frame) is bytes else frame.bytes
 
 
+def client_uuid(ident: bytes) -> str:
+    """The client's session id from the identity of one of its sockets: ``<session>`` or, for a sync lane,
+    ``<session>.<n>`` (docs/protocol.md §2). Records keep the session, whichever socket sent the request."""
+    return ident.split(b".", 1)[0].decode("ascii", "replace")
+
+
 def is_delim(frame: Any) -> bool:
     return len(frame) == _DLEN and as_bytes(frame) == DELIM
 

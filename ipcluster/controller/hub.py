@@ -23,8 +23,9 @@ from ipcluster.error import InvalidSignature, WireError
 from ipcluster.wire import RateLimitedLog, Session, SocketReader, feed_identities, now_iso
 
 from .config import ControllerConfig
-from .frames import as_bytes
+from .frames import as_bytes, client_uuid
 from .replies import send_error_reply
+from .resubmit import ResubmitError, resubmit
 from .taskdb import BaseDB, new_record, validate_query
 
 if TYPE_CHECKING:
@@ -95,6 +96,7 @@ class Hub:
             "purge_request": self.purge_request,
             "shutdown_request": self.shutdown_request,
             "db_request": self.db_request,
+            "resubmit_request": self.resubmit_request,
         }
 
     def start(self) -> None:
@@ -310,7 +312,7 @@ class Hub:
         msg_id = header["msg_id"]
         engine.inflight[msg_id] = (client_id, header, channel)
         if channel == "mux":
-            rec = new_record(msg, client_id.decode("ascii", "replace"), "mux")
+            rec = new_record(msg, client_uuid(client_id), "mux")
             rec["engine_uuid"] = engine.uuid
             self.db.add_record(msg_id, rec)
 
@@ -329,8 +331,14 @@ class Hub:
             engine.n_completed += 1
         return True
 
-    def task_submitted(self, msg: dict[str, Any], client_id: bytes) -> None:
-        self.db.add_record(msg["msg_id"], new_record(msg, client_id.decode("ascii", "replace"), "task"))
+    def task_submitted(self, msg: dict[str, Any], client_id: bytes, ident: bytes | None = None) -> None:
+        """Record a load-balanced task; ``ident``: the engine it was already sent to (the scheduler's fast
+        path records it once on its way)."""
+        rec = new_record(msg, client_uuid(client_id), "task")
+        if ident is not None:
+            engine = self.by_ident.get(ident)
+            rec["engine_uuid"] = engine.uuid if engine else None
+        self.db.add_record(msg["msg_id"], rec)
 
     def task_assigned(self, msg_id: str, ident: bytes | None) -> None:
         engine = self.by_ident.get(ident) if ident else None
@@ -364,7 +372,7 @@ class Hub:
         if not msg_id or not isinstance(msg_id, str):
             return
         msg_type = msg["msg_type"]
-        if msg_type not in ("stream", "error"):
+        if msg_type not in ("stream", "error", "execute_result"):
             return
         rec = self.db.get(msg_id)
         if rec is None:
@@ -374,7 +382,7 @@ class Hub:
             name = "stderr" if content.get("name") == "stderr" else "stdout"
             self.db.update_record(msg_id, {name: (rec.get(name) or "") + str(content.get("text", ""))})
         else:
-            self.db.update_record(msg_id, {"error": content})
+            self.db.update_record(msg_id, {msg_type: content})
 
     # -- hub queries ------------------------------------------------------------------------------------
 
@@ -449,6 +457,7 @@ class Hub:
                 "result_metadata": rec["result_metadata"],
                 "stdout": rec.get("stdout", ""),
                 "stderr": rec.get("stderr", ""),
+                "execute_result": rec.get("execute_result"),
                 "buffer_count": len(rbufs),
             }
             buffers.extend(rbufs)
@@ -491,6 +500,14 @@ class Hub:
             self.config.shutdown_delay,
         )
         self.loop.call_later(self.config.shutdown_delay, self.on_shutdown)
+
+    def resubmit_request(self, idents: list[bytes], msg: dict[str, Any]) -> None:
+        """Run finished tasks again as new tasks; their replies go to the asking client (resubmit.py)."""
+        try:
+            content = resubmit(self, idents[0] if idents else b"", msg["content"])
+        except ResubmitError as exc:
+            content = _error(exc.ename, exc.evalue)
+        self.reply(idents, msg, content)
 
     def db_request(self, idents: list[bytes], msg: dict[str, Any]) -> None:
         query = validate_query(msg["content"].get("query", {}))

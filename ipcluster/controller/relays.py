@@ -1,8 +1,9 @@
 """The mux and control relays (client ROUTER ↔ engine ROUTER) and the iopub relay (SUB → PUB).
 
 Hot path. Per message: one signature check and JSON parse of the four small frames (buffers are neither
-copied nor hashed: the engine or client that unpacks them checks their digests), a record update in the
-hub, then the same zmq Frames go out with the routing identities swapped. No awaits, no futures.
+copied nor hashed: the engine or client that unpacks them checks their digests), then the same zmq Frames
+go out with the routing identities swapped, and only then the hub's record is updated, so the bookkeeping
+overlaps with the next hop instead of delaying it. No awaits, no futures.
 """
 
 from __future__ import annotations
@@ -80,7 +81,6 @@ class DirectRelay:
             send_error_reply(self.session, self.client_sock, client_id, msg["header"], "EngineError", evalue)
             self.client_reader.poke()
             return
-        self.hub.direct_request(self.channel, msg, client_id, engine)
         frames[0] = ident
         frames[1] = client_id
         try:
@@ -88,6 +88,7 @@ class DirectRelay:
         except zmq.ZMQError as exc:
             if exc.errno != errno.EHOSTUNREACH:
                 raise
+            self.hub.direct_request(self.channel, msg, client_id, engine)
             self.hub.direct_unsent(msg["msg_id"], engine)
             evalue = f"engine {engine.id} ({engine.uuid}) is not connected on {self.channel}"
             send_error_reply(
@@ -101,6 +102,10 @@ class DirectRelay:
                 engine.uuid,
             )
             self.client_reader.poke()
+            return
+        # the record is kept once the request is on its way: the engine works meanwhile (single loop, so
+        # its reply cannot be handled before this returns)
+        self.hub.direct_request(self.channel, msg, client_id, engine)
         self.engine_reader.poke()
 
     def on_engine(self, frames: list[Any]) -> None:
@@ -111,13 +116,15 @@ class DirectRelay:
             self._drop(ident, "engine", exc)
             return
         engine = self.hub.by_ident.get(ident)
-        if engine is None or not self.hub.direct_reply(self.channel, msg, engine):
+        parent_id = msg["parent_header"].get("msg_id")
+        if engine is None or type(parent_id) is not str or parent_id not in engine.inflight:
             self._drop(
                 ident, "engine", "a reply to no request in flight (late, after the engine was failed?)"
             )
             return
         forward(self.client_sock, frames[1:])
         self.client_reader.poke()
+        self.hub.direct_reply(self.channel, msg, engine)  # the record, once the reply is on its way
 
 
 class IOPubRelay:

@@ -220,11 +220,24 @@ class TaskScheduler:
                 client_id, "dropped a task from %r reusing the msg_id of a task in flight", client_id
             )
             return
-        job = Job(msg_id, client_id, frames[1:], msg["header"])
+        self.accept_task(client_id, frames[1:], msg)
+
+    def accept_task(self, client_id: bytes, frames: list[Any], msg: dict[str, Any]) -> None:
+        """Take a verified task (``frames`` from the delimiter on): a client's, or one the hub resubmits;
+        its reply goes to ``client_id``."""
+        msg_id = msg["msg_id"]
+        job = Job(msg_id, client_id, frames, msg["header"])
         self.jobs[msg_id] = job
-        self.hub.task_submitted(msg, client_id)
         md = msg["metadata"]
-        if not md:  # the common case: no targets, dependencies, retries or timeout
+        if not md and not self.hwm and self.engines:
+            # the common case (no targets, dependencies, retries, timeout or hwm): the task goes out at once,
+            # and its record is kept once it is on its way (single loop: its reply cannot come before)
+            e = self.pick(list(self.engines.values()))
+            if self._send(job, e):
+                self.hub.task_submitted(msg, client_id, e.ident)
+                return
+        self.hub.task_submitted(msg, client_id)
+        if not md:
             self._maybe_run(job)
             return
         try:
@@ -341,14 +354,20 @@ class TaskScheduler:
         return ""
 
     def _submit(self, job: Job, e: EngineLoad) -> None:
+        if self._send(job, e):
+            self.hub.task_assigned(job.msg_id, e.ident)
+        else:
+            self._maybe_run(job)
+
+    def _send(self, job: Job, e: EngineLoad) -> bool:
+        """Forward the task to engine ``e`` and count it there; False (``e`` blacklisted) when ``e`` is gone."""
         try:
             forward(self.engine_sock, [e.ident, job.client_id, *job.frames])
         except zmq.ZMQError as exc:
             if exc.errno != errno.EHOSTUNREACH:
                 raise
             job.blacklist.add(e.ident)
-            self._maybe_run(job)
-            return
+            return False
         self.engine_reader.poke()
         e.load += 1
         self._use += 1
@@ -356,7 +375,7 @@ class TaskScheduler:
         job.engine = e.ident
         self.pending[e.ident][job.msg_id] = job
         self.timed.pop(job.msg_id, None)
-        self.hub.task_assigned(job.msg_id, e.ident)
+        return True
 
     def _dispatch_waiting(self) -> None:
         for job in list(self.waiting.values()):

@@ -1,10 +1,11 @@
 """Task records: the in-memory DictDB (default, bounded) and SQLiteDB (``--db sqlite``).
 
-A record is a small dict per task (see ``new_record``): request header/metadata/content, who submitted it,
-where it ran, and the result. Request buffers are never stored (they may be huge and are already at the
-engine); result buffers are kept so ``result_request`` can return them while the record is retained, and
-the DictDB bounds their total size too (``retention_bytes``): past it, the oldest completed records lose
-their buffers (and are marked ``result_buffers_dropped``), keeping the rest of the record. A completed
+A record is a small dict per task (see ``new_record``): the request (header, metadata, content and
+buffers, so the task can be resubmitted), who submitted it, where it ran, and the result. Buffers are the
+received zmq frames themselves (no copy). Request and result buffers are kept while the record is retained,
+and the DictDB bounds their total size too (``retention_bytes``): past it, the records that took buffers
+longest ago lose them, request buffers before any result's (and are marked ``buffers_dropped`` /
+``result_buffers_dropped``), keeping the rest of the record. A completed
 record's dict fields (headers, metadata, content) are kept as compact JSON bytes, ~1 KiB instead of ~5 KiB
 a record; readers get them back as dicts.
 
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import zmq
 
 log = logging.getLogger("ipcluster.controller")
 
@@ -32,6 +34,7 @@ RECORD_KEYS = (
     "header",
     "metadata",
     "content",
+    "buffers",
     "submitted",
     "client_uuid",
     "engine_uuid",
@@ -46,6 +49,7 @@ RECORD_KEYS = (
     "stdout",
     "stderr",
     "error",
+    "execute_result",
 )
 
 _OPS = {
@@ -68,6 +72,7 @@ def new_record(msg: dict[str, Any], client_uuid: str, queue: str) -> dict[str, A
         "header": header,
         "metadata": msg["metadata"],
         "content": msg["content"],
+        "buffers": msg.get("buffers") or [],
         "submitted": header.get("date"),
         "client_uuid": client_uuid,
         "engine_uuid": None,
@@ -82,6 +87,7 @@ def new_record(msg: dict[str, Any], client_uuid: str, queue: str) -> dict[str, A
         "stdout": "",
         "stderr": "",
         "error": None,
+        "execute_result": None,
     }
 
 
@@ -115,11 +121,15 @@ def match(record: dict[str, Any], query: dict[str, Any]) -> bool:
     return True
 
 
+# raw buffers never go into a db_reply (JSON): result_request returns result buffers
+_NOT_PROJECTED = frozenset(("buffers", "buffers_dropped", "result_buffers", "result_buffers_dropped"))
+
+
 def project(record: dict[str, Any], keys: Iterable[str] | None) -> dict[str, Any]:
-    """The requested keys of a record (always with msg_id); all keys but result_buffers by default."""
+    """The requested keys of a record (always with msg_id); all keys but the buffers by default."""
     if keys is None:
-        return {k: v for k, v in record.items() if k not in ("result_buffers", "result_buffers_dropped")}
-    out = {k: record.get(k) for k in keys if k != "result_buffers"}
+        return {k: v for k, v in record.items() if k not in _NOT_PROJECTED}
+    out = {k: record.get(k) for k in keys if k not in _NOT_PROJECTED}
     out["msg_id"] = record["msg_id"]
     return out
 
@@ -144,11 +154,18 @@ def _pack(record: dict[str, Any]) -> None:
                 record[key] = _Packed(orjson.dumps(value))
             except TypeError:
                 pass  # not JSON: keep the dict
-    buffers = record.get("result_buffers")
-    if buffers:
-        record["result_buffers"] = [
-            bytes(b) if not isinstance(b, bytes) and _nbytes(b) < SMALL_BUFFER else b for b in buffers
-        ]
+    for key in ("buffers", "result_buffers"):
+        buffers = record.get(key)
+        if buffers:
+            record[key] = [_compact(b) for b in buffers]
+
+
+def _compact(buf: Any) -> Any:
+    """A small received frame as bytes (cheaper to keep); bytes and big buffers as they are."""
+    if type(buf) is bytes or _nbytes(buf) >= SMALL_BUFFER:
+        return buf
+    data = getattr(buf, "bytes", None)  # zmq.Frame: one copy
+    return data if type(data) is bytes else bytes(buf)
 
 
 def _unpacked(record: dict[str, Any]) -> dict[str, Any]:
@@ -162,11 +179,21 @@ def _unpacked(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_LEN_IS_BYTES = (bytes, zmq.Frame, bytearray)
+
+
 def _nbytes(buf: Any) -> int:
+    """Bytes in a buffer: len() of bytes and zmq frames (the common, fast case), else memoryview's nbytes."""
+    if type(buf) in _LEN_IS_BYTES:
+        return len(buf)
     try:
         return memoryview(buf).nbytes
     except TypeError:
         return len(buf)
+
+
+def _size(buffers: Any) -> int:
+    return sum(map(_nbytes, buffers)) if buffers else 0
 
 
 class BaseDB:
@@ -214,6 +241,7 @@ class DictDB(BaseDB):
 
     Once more than ``retention`` records are completed, the oldest completed ones are dropped (pending
     records are never dropped). The hub marks completion through ``update_record`` with ``completed``.
+    Request and result buffers together are bounded by ``retention_bytes``.
     """
 
     def __init__(self, retention: int = 100_000, retention_bytes: int = 256 * 2**20) -> None:
@@ -221,7 +249,9 @@ class DictDB(BaseDB):
         self.retention_bytes = retention_bytes
         self._records: dict[str, dict[str, Any]] = {}
         self._done: OrderedDict[str, None] = OrderedDict()
-        self._buffered: OrderedDict[str, int] = OrderedDict()  # completed records with buffers → bytes
+        # records holding buffers → their bytes, oldest first: request buffers, and result buffers
+        self._requests: OrderedDict[str, int] = OrderedDict()
+        self._buffered: OrderedDict[str, int] = OrderedDict()
         self.buffer_bytes = 0
 
     def __len__(self) -> int:
@@ -229,6 +259,8 @@ class DictDB(BaseDB):
 
     def add_record(self, msg_id: str, record: dict[str, Any]) -> None:
         self._records[msg_id] = record
+        if record.get("buffers"):
+            self._hold(self._requests, msg_id, _size(record["buffers"]))
         if record.get("completed"):
             self._mark_done(msg_id)
 
@@ -240,32 +272,44 @@ class DictDB(BaseDB):
         return None if rec is None else _unpacked(rec)
 
     def update_record(self, msg_id: str, update: dict[str, Any]) -> None:
-        self._records[msg_id].update(update)
-        buffers = update.get("result_buffers")
-        if buffers:
-            self._hold_buffers(msg_id, buffers)
+        record = self._records[msg_id]
+        record.update(update)
+        if update.get("result_buffers"):
+            self._hold(self._buffered, msg_id, _size(update["result_buffers"]))
         if update.get("completed"):
             _pack(self._records[msg_id])
             self._mark_done(msg_id)
 
-    def _hold_buffers(self, msg_id: str, buffers: list[Any]) -> None:
-        size = sum(_nbytes(b) for b in buffers)
-        self.buffer_bytes += size - self._buffered.pop(msg_id, 0)
-        self._buffered[msg_id] = size
-        while self.buffer_bytes > self.retention_bytes and self._buffered:
-            old, old_size = self._buffered.popitem(last=False)
+    def _hold(self, store: OrderedDict[str, int], msg_id: str, size: int) -> None:
+        """Count a record's new buffers; past ``retention_bytes`` drop the oldest request buffers, then the
+        oldest result buffers (results are worth more: other clients fetch them; requests only serve
+        resubmit)."""
+        self.buffer_bytes += size - store.pop(msg_id, 0)
+        store[msg_id] = size
+        while self.buffer_bytes > self.retention_bytes:
+            if self._requests:
+                old, old_size = self._requests.popitem(last=False)
+                key = "buffers"
+            elif self._buffered:
+                old, old_size = self._buffered.popitem(last=False)
+                key = "result_buffers"
+            else:
+                return
             self.buffer_bytes -= old_size
             rec = self._records.get(old)
-            if rec is not None:
-                rec["result_buffers"] = None
-                rec["result_buffers_dropped"] = True
+            if rec is not None and rec.get(key):
+                rec[key] = None
+                rec[f"{key}_dropped"] = True
+
+    def _forget_buffers(self, msg_id: str) -> None:
+        self.buffer_bytes -= self._requests.pop(msg_id, 0) + self._buffered.pop(msg_id, 0)
 
     def _mark_done(self, msg_id: str) -> None:
         self._done[msg_id] = None
         while len(self._done) > self.retention:
             old, _ = self._done.popitem(last=False)
             self._records.pop(old, None)
-            self.buffer_bytes -= self._buffered.pop(old, 0)
+            self._forget_buffers(old)
 
     def find_records(self, query: dict[str, Any], keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
         keys = list(keys) if keys is not None else None
@@ -285,7 +329,7 @@ class DictDB(BaseDB):
     def drop_record(self, msg_id: str) -> None:
         self._records.pop(msg_id, None)
         self._done.pop(msg_id, None)
-        self.buffer_bytes -= self._buffered.pop(msg_id, 0)
+        self._forget_buffers(msg_id)
 
     def get_history(self) -> list[str]:
         return list(self._records)
@@ -299,15 +343,18 @@ _JSON_COLUMNS = (
     "result_content",
     "result_metadata",
     "error",
+    "execute_result",
 )
-_SCALAR_COLUMNS = tuple(k for k in RECORD_KEYS if k not in _JSON_COLUMNS and k != "result_buffers")
+_BLOB_COLUMNS = ("buffers", "result_buffers")
+_SCALAR_COLUMNS = tuple(k for k in RECORD_KEYS if k not in _JSON_COLUMNS and k not in _BLOB_COLUMNS)
 
 
 class SQLiteDB(BaseDB):
     """Records in an SQLite file (``<profile>/log/tasks.db`` by default), kept across controller restarts.
 
     Writes are batched: ``flush()`` commits, and the controller calls it periodically, so the relay's hot
-    path does not wait for the disk. Result buffers are stored as a pickled list of bytes.
+    path does not wait for the disk. Request and result buffers are stored as pickled lists of bytes. A
+    file written by an older version gains the columns it lacks.
     Queries on scalar columns run in SQL; conditions on JSON columns are checked in Python.
     """
 
@@ -319,12 +366,16 @@ class SQLiteDB(BaseDB):
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         cols = ", ".join(
-            f"{k} TEXT PRIMARY KEY"
-            if k == "msg_id"
-            else (f"{k} BLOB" if k == "result_buffers" else f"{k} TEXT")
+            f"{k} TEXT PRIMARY KEY" if k == "msg_id" else (f"{k} BLOB" if k in _BLOB_COLUMNS else f"{k} TEXT")
             for k in RECORD_KEYS
         )
         self._conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (seq INTEGER, {cols})")
+        present = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+        for k in RECORD_KEYS:
+            if k not in present:
+                self._conn.execute(
+                    f"ALTER TABLE {table} ADD COLUMN {k} {'BLOB' if k in _BLOB_COLUMNS else 'TEXT'}"
+                )
         self._conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_seq ON {table}(seq)")
         row = self._conn.execute(f"SELECT MAX(seq) FROM {table}").fetchone()
         self._seq = (row[0] or 0) if row else 0
@@ -332,7 +383,7 @@ class SQLiteDB(BaseDB):
 
     @staticmethod
     def _encode(key: str, value: Any) -> Any:
-        if key == "result_buffers":
+        if key in _BLOB_COLUMNS:
             return None if value is None else pickle.dumps([bytes(getattr(b, "bytes", b)) for b in value])
         if key in _JSON_COLUMNS:
             return None if value is None else json.dumps(value)
@@ -342,7 +393,7 @@ class SQLiteDB(BaseDB):
     def _decode(key: str, value: Any) -> Any:
         if value is None:
             return None
-        if key == "result_buffers":
+        if key in _BLOB_COLUMNS:
             return pickle.loads(value)
         if key in _JSON_COLUMNS:
             return json.loads(value)

@@ -33,8 +33,7 @@ EXIT_OK = 0
 EXIT_CONTROLLER_GONE = 3
 
 _ABORT_MEMORY = 10000  # ids of aborted requests that have not arrived yet
-_get = zmq.backend.Socket.get  # the backend getsockopt skips the sugar layer's option-type dispatch
-_EVENTS = int(zmq.EVENTS)
+_zmq_poll = zmq.backend.zmq_poll  # the backend poll: [(socket, events)], timeout ms (-1: forever)
 _POLLIN = int(zmq.POLLIN)
 _CONNECT_WAIT = 5.0  # seconds to wait for the shell sockets' handshakes before starting the heart
 
@@ -95,6 +94,7 @@ class Engine:
         self.iopub.setsockopt(zmq.LINGER, 1000)
         self.kernel = Kernel(session, self.iopub, engine_id, engine_uuid)
         self.shm_probe = shm.advertise(engine_uuid)  # clients on this host may now map big buffers to us
+        self.shm_out = shm.ShmExporter(engine_uuid[:12])  # and we may answer them the same way
         self.rejoiner: Rejoiner | None = None
         if hb_period_ms and hb_misses:
             window_s = hb_misses * hb_period_ms / 1000
@@ -196,30 +196,34 @@ class Engine:
 
     def _loop(self) -> None:
         """Control first, then requests already pending, then mux and task alternately (so neither starves
-        the other). Readiness is read from each socket's EVENTS (a cheap getsockopt); the zmq poll only
-        runs to block when nothing is waiting anywhere."""
+        the other). One zmq poll per request says what is waiting where (it returns at once when something
+        is, and blocks when nothing is): reading each socket's EVENTS instead costs three option lookups
+        per turn, a turn more per request."""
         control, mux, task = self.control, self.mux, self.task
-        poller = zmq.Poller()
-        for sock in (control, mux, task):
-            poller.register(sock, zmq.POLLIN)
-        poll = poller.poll
-        get, events, pollin = _get, _EVENTS, _POLLIN
+        pollin = _POLLIN
+        everything = [(control, pollin), (mux, pollin), (task, pollin)]
+        control_only = everything[:1]
         pending = self.pending
         last = task
         while True:
-            if get(control, events) & pollin:
-                self._drain_control()
-            elif pending:
-                self._run(*pending.popleft())
-            else:
-                m = get(mux, events) & pollin
-                t = get(task, events) & pollin
-                if m or t:
-                    shell = (task if last is mux else mux) if m and t else (mux if m else task)
-                    last = shell
-                    self._on_shell(shell, wire.recv_frames(shell))
+            if pending:
+                if _zmq_poll(control_only, 0):
+                    self._drain_control()
                 else:
-                    poll(None)
+                    self._run(*pending.popleft())
+                continue
+            ready = [sock for sock, _ in _zmq_poll(everything, -1)]
+            if control in ready:
+                self._drain_control()
+                continue
+            if mux in ready:
+                shell = task if task in ready and last is mux else mux
+            elif task in ready:
+                shell = task
+            else:
+                continue
+            last = shell
+            self._on_shell(shell, wire.recv_frames(shell))
 
     def _parse(self, sock_name: str, frames: list[Any]) -> tuple[list[bytes], dict[str, Any]] | None:
         try:
@@ -290,7 +294,50 @@ class Engine:
             self._reply_unknown(sock, idents, msg)
             return
         reply_type, content, metadata, buffers = reply
+        if buffers and self._reply_through_shm(
+            sock, reply_type, content, msg["header"], metadata, buffers, idents
+        ):
+            return
         self.session.send(sock, reply_type, content, msg["header"], metadata, buffers, idents)
+
+    def _reply_through_shm(
+        self,
+        sock: zmq.Socket,
+        reply_type: str,
+        content: dict[str, Any],
+        parent: dict[str, Any],
+        metadata: dict[str, Any],
+        buffers: list[Any],
+        idents: list[bytes],
+    ) -> bool:
+        """Send a big result to a client on this host through shared memory (docs/protocol.md §1.1); the
+        client removes the files. False when that client does not take it."""
+        out = self.shm_out
+        if not out.enabled or not idents:
+            return False
+        # the client's session: a sync lane's identity is <session>.<n> (docs/protocol.md §2)
+        client = out.client_threshold(idents[0].split(b".", 1)[0].decode("ascii", "replace"))
+        if client is None or not out.wants(buffers, client[1]):
+            return False
+        pid, threshold = client
+        secure, digest = self.session.secure, self.session.signer.digest_buffer
+        try:
+            (frames, entries), digests = out.export_while(
+                buffers,
+                lambda: [digest(b) for b in buffers] if secure else [],
+                owner_pid=pid,
+                threshold=threshold,
+            )
+        except OSError:  # shared memory full or gone: logged, and the socket carries the result
+            return False
+        try:
+            self.session.send(
+                sock, reply_type, content, parent, metadata, frames, idents, digests=digests, shm=entries
+            )
+        except zmq.ZMQError:
+            out.discard(entries)
+            raise
+        return True
 
     def _reply_unknown(self, sock: zmq.Socket, idents: list[bytes], msg: dict[str, Any]) -> None:
         msg_type = msg["msg_type"]

@@ -7,6 +7,7 @@ thread, hence the lock) and counts what it publishes per request for the reply's
 
 from __future__ import annotations
 
+import ast
 import builtins
 import linecache
 import os
@@ -150,12 +151,9 @@ class Kernel:
             reply_type = "apply_reply" if msg_type == "apply_request" else "execute_reply"
             content = self._error_content(exc, "apply" if msg_type == "apply_request" else "execute")
             met = not (isinstance(exc, UnmetDependency) or type(exc).__name__ == "UnmetDependency")
-            if not msg["content"].get("silent"):
-                self.publish(
-                    "error",
-                    {k: content[k] for k in ("ename", "evalue", "traceback", "engine_info")},
-                    header,
-                )
+            self.publish(
+                "error", {k: content[k] for k in ("ename", "evalue", "traceback", "engine_info")}, header
+            )
             buffers = []
         count = self._finish()
         metadata = {
@@ -177,13 +175,34 @@ class Kernel:
         return wire.serialize_object(f(*args, **kwargs))
 
     def _execute(self, content: dict[str, Any]) -> None:
+        """Run a cell; the value of a final expression (if not None) goes out as ``execute_result``."""
         code = content.get("code")
         if not isinstance(code, str):
             raise TypeError(f"execute_request needs code as a string, not {type(code).__name__}")
         self._cells += 1
         filename = f"<execute-{self._cells}>"
         self._remember_source(filename, code)
-        exec(compile(code, filename, "exec"), self.user_ns)
+        tree = ast.parse(code, filename)
+        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        ns = self.user_ns
+        if tree.body:
+            exec(compile(tree, filename, "exec"), ns)
+        if last is not None:
+            value = eval(compile(ast.Expression(last.value), filename, "eval"), ns)
+            if value is not None:
+                self._publish_result(value)
+
+    def _publish_result(self, value: Any) -> None:
+        """The seed's ``pyout`` (Jupyter's ``execute_result``), after the cell's printed output."""
+        self.user_ns["_"] = value
+        try:
+            text = repr(value)
+        except Exception as exc:  # the cell ran: a broken __repr__ must not turn it into an error
+            text = f"<{type(value).__name__} object; repr() failed: {type(exc).__name__}: {exc}>"
+        self.stdout.flush()
+        self.stderr.flush()
+        content = {"execution_count": self._cells, "data": {"text/plain": text}, "metadata": {}}
+        self.publish("execute_result", content, self.parent)
 
     def _remember_source(self, filename: str, code: str) -> None:
         """Keep the cell's source where tracebacks look for it, for the last few cells."""

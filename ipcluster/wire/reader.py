@@ -22,9 +22,10 @@ log = logging.getLogger("ipcluster.wire")
 # receive costs ~4 us instead of ~15 us, which matters at tens of thousands of messages per second.
 _recv = zmq.backend.Socket.recv
 _send = zmq.backend.Socket.send
-_get = zmq.backend.Socket.get
+# Whether a message waits: a zero-timeout zmq_poll reads the socket's EVENTS in C (and so re-arms its
+# descriptor, like getsockopt); the backend getsockopt goes through Python-level option enums each time.
+_poll = zmq.backend.zmq_poll
 _NOBLOCK = int(zmq.NOBLOCK)
-_EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
 _SNDMORE = int(zmq.SNDMORE)
 
@@ -67,6 +68,7 @@ class SocketReader:
         batch: int = 512,
     ) -> None:
         self.socket = socket
+        self._items = [(socket, _POLLIN)]  # for _poll: is a message waiting?
         self.on_message = on_message
         self.loop = loop or asyncio.get_event_loop()
         self.copy = copy
@@ -110,7 +112,7 @@ class SocketReader:
 
     def _check(self) -> None:
         try:
-            if not _get(self.socket, _EVENTS) & _POLLIN:
+            if not _poll(self._items, 0):
                 return
         except zmq.ZMQError:
             pass  # closed or terminating: let the drain see it
@@ -140,11 +142,12 @@ class SocketReader:
 
     def _drain_batch(self) -> None:
         sock = self.socket
+        items = self._items
         on_message = self.on_message
         copy = self.copy
         for _ in range(self.batch):
             try:
-                if not _get(sock, _EVENTS) & _POLLIN:  # cheaper than the zmq.Again raised by an empty recv
+                if not _poll(items, 0):  # cheaper than the zmq.Again raised by an empty recv
                     return
                 frames = recv_frames(sock)
                 if copy:

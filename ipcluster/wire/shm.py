@@ -18,18 +18,23 @@ names carry the creating pid, so ``ipcluster clean`` can remove what a killed cl
 
 from __future__ import annotations
 
+import logging
 import mmap
 import os
 import re
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
 SHM_DIR_ENV = "IPCLUSTER_SHM_DIR"
 DEFAULT_THRESHOLD = 1 << 20  # buffers from 1 MiB go through shared memory
+REST_AFTER_FAILURE = 30.0  # seconds without shared memory after a write failed
 PROBE_PREFIX = "ipcluster-engine-"
+CLIENT_PROBE_PREFIX = "ipcluster-client-"
+_IDENT = re.compile(r"[0-9A-Za-z_-]{1,128}")
 BUFFER_PREFIX = "ipcluster-buf-"
 _NAME = re.compile(r"^ipcluster-buf-[0-9]+-[0-9a-f]+-[0-9]+$")
 # Private: an engine's writes to its array stay its own (copy-on-write, page by page). Not MAP_POPULATE: on
@@ -38,6 +43,7 @@ _MAP_FLAGS = mmap.MAP_PRIVATE
 
 
 T = TypeVar("T")
+log = logging.getLogger("ipcluster.shm")
 
 
 class ShmError(Exception):
@@ -58,14 +64,25 @@ def shm_dir() -> Path | None:
 
 def advertise(engine_uuid: str) -> Path | None:
     """Create this engine's probe file (0600); None when there is no shared-memory directory."""
+    return _advertise(PROBE_PREFIX, engine_uuid, f"{engine_uuid} {os.getpid()}")
+
+
+def advertise_client(session: str, threshold: int) -> Path | None:
+    """Create a client's probe: engines on this host may answer it with big results in shared memory."""
+    if threshold <= 0:
+        return None
+    return _advertise(CLIENT_PROBE_PREFIX, session, f"{session} {os.getpid()} {threshold}")
+
+
+def _advertise(prefix: str, ident: str, content: str) -> Path | None:
     directory = shm_dir()
     if directory is None:
         return None
-    path = directory / f"{PROBE_PREFIX}{engine_uuid}"
+    path = directory / f"{prefix}{ident}"
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, f"{engine_uuid} {os.getpid()}\n".encode("ascii"))
+            os.write(fd, f"{content}\n".encode("ascii"))
         finally:
             os.close(fd)
     except OSError:
@@ -73,16 +90,32 @@ def advertise(engine_uuid: str) -> Path | None:
     return path
 
 
+def read_probe(directory: Path | None, prefix: str, ident: str) -> list[str] | None:
+    """The fields of a peer's probe when it is ours to trust (a regular file of our user naming ``ident``)."""
+    if directory is None or not _IDENT.fullmatch(ident):
+        return None
+    path = directory / f"{prefix}{ident}"
+    try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+            return None
+        fields = path.read_text("ascii").split()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return fields if fields and fields[0] == ident else None
+
+
 def withdraw(path: Path | None) -> None:
     if path is not None:
         _unlink(path)
 
 
-def attach(header: dict[str, Any], buffers: list[Any]) -> None:
+def attach(header: dict[str, Any], buffers: list[Any], unlink: bool = False) -> None:
     """Replace the empty frames of shared-memory buffers named in ``header['shm']`` by their mapped bytes.
 
     Call it after the header's signature was verified and before the buffer digests are checked: the digests
-    then cover the mapped bytes. Raises ShmError naming the buffer that cannot be mapped.
+    then cover the mapped bytes. ``unlink`` removes each file once mapped (a client taking an engine's
+    answer: it is the file's only reader). Raises ShmError naming the buffer that cannot be mapped.
     """
     entries = header.get("shm")
     if not entries:
@@ -100,6 +133,8 @@ def attach(header: dict[str, Any], buffers: list[Any]) -> None:
                 "a buffer was sent through shared memory but this host has no shared-memory directory"
             )
         buffers[i] = _map(directory, entry, i)
+        if unlink:
+            _unlink(directory / entry["name"])
 
 
 def _map(directory: Path, entry: Any, index: int) -> memoryview:
@@ -134,10 +169,13 @@ class ShmExporter:
     def __init__(self, token: str, threshold: int = DEFAULT_THRESHOLD) -> None:
         self.threshold = threshold
         self.directory = shm_dir() if threshold > 0 else None
+        self._token = token
         self._prefix = f"{BUFFER_PREFIX}{os.getpid()}-{token}-"
         self._counter = 0
         self._lock = threading.Lock()
+        self._resting_until = 0.0  # after a failed write (full directory), frames only until then
         self._local: dict[str, bool] = {}  # engine uuid -> probe seen
+        self._clients: dict[str, Any] = {}  # client session -> (pid, threshold) or None
         self._holders: dict[str, list[str]] = {}  # msg_id -> buffer files it keeps alive
         self._refs: dict[str, int] = {}  # buffer file -> msg_ids still holding it
 
@@ -145,9 +183,12 @@ class ShmExporter:
     def enabled(self) -> bool:
         return self.directory is not None
 
-    def wants(self, buffers: Iterable[Any]) -> bool:
-        """True when some buffer is big enough to be worth a file."""
-        return self.directory is not None and any(_nbytes(b) >= self.threshold for b in buffers)
+    def wants(self, buffers: Iterable[Any], threshold: int | None = None) -> bool:
+        """True when some buffer is big enough to be worth a file (and the last write did not fail lately)."""
+        if self.directory is None or (self._resting_until and time.monotonic() < self._resting_until):
+            return False
+        threshold = self.threshold if threshold is None else threshold
+        return any(nbytes(b) >= threshold for b in buffers)
 
     def is_local(self, engine_uuid: str) -> bool:
         """True when that engine's probe is in our shared-memory directory and owned by our user."""
@@ -157,37 +198,47 @@ class ShmExporter:
         return known
 
     def _probe(self, engine_uuid: str) -> bool:
-        if self.directory is None or not re.fullmatch(r"[0-9A-Za-z_-]+", engine_uuid):
-            return False
-        path = self.directory / f"{PROBE_PREFIX}{engine_uuid}"
-        try:
-            st = path.stat()
-            return (
-                stat.S_ISREG(st.st_mode)
-                and st.st_uid == os.getuid()
-                and path.read_bytes().split(b" ", 1)[0] == engine_uuid.encode("ascii")
-            )
-        except OSError:
-            return False
+        return read_probe(self.directory, PROBE_PREFIX, engine_uuid) is not None
 
-    def export(self, buffers: list[Any]) -> tuple[list[Any], list[dict[str, Any] | None]]:
-        """(frames, shm entries): each big buffer written to a new file, its frame left empty."""
+    def export(
+        self, buffers: list[Any], owner_pid: int | None = None, threshold: int | None = None
+    ) -> tuple[list[Any], list[dict[str, Any] | None]]:
+        """(frames, shm entries): each buffer of ``threshold`` bytes or more (default: ours) written to a new
+        file, its frame left empty.
+
+        ``owner_pid`` is the process that will remove the file (default: this one); its pid is in the name.
+        """
         frames: list[Any] = []
         entries: list[dict[str, Any] | None] = []
         assert self.directory is not None
-        for buf in buffers:
-            size = _nbytes(buf)
-            if size < self.threshold:
-                frames.append(buf)
-                entries.append(None)
-                continue
-            name = self._write(buf, size)
-            frames.append(b"")
-            entries.append({"name": name, "size": size})
+        threshold = self.threshold if threshold is None else threshold
+        try:
+            for buf in buffers:
+                size = nbytes(buf)
+                if size < threshold:
+                    frames.append(buf)
+                    entries.append(None)
+                    continue
+                name = self._write(buf, size, owner_pid)
+                frames.append(b"")
+                entries.append({"name": name, "size": size})
+        except OSError as exc:  # typically a full /dev/shm (64 MB by default in a container)
+            self.discard(entries)
+            self._resting_until = time.monotonic() + REST_AFTER_FAILURE
+            log.warning(
+                "shared memory unusable for %g s, sending buffers through the sockets: %s",
+                REST_AFTER_FAILURE,
+                exc,
+            )
+            raise
         return frames, entries
 
     def export_while(
-        self, buffers: list[Any], work: Callable[[], T]
+        self,
+        buffers: list[Any],
+        work: Callable[[], T],
+        owner_pid: int | None = None,
+        threshold: int | None = None,
     ) -> tuple[tuple[list[Any], list[Any]], T]:
         """``export(buffers)`` on a worker thread while ``work()`` (hashing the same buffers) runs here.
 
@@ -197,7 +248,7 @@ class ShmExporter:
 
         def write() -> None:
             try:
-                box.append(self.export(buffers))
+                box.append(self.export(buffers, owner_pid, threshold))
             except BaseException as exc:  # re-raised in the caller
                 box.append(exc)
 
@@ -208,18 +259,21 @@ class ShmExporter:
         except BaseException:
             writer.join()
             if not isinstance(box[0], BaseException):
-                self.forget_unheld(box[0][1])
+                self.discard(box[0][1])
             raise
         writer.join()
         if isinstance(box[0], BaseException):
             raise box[0]
         return box[0], result
 
-    def _write(self, buf: Any, size: int) -> str:
+    def _write(self, buf: Any, size: int, owner_pid: int | None = None) -> str:
         with self._lock:
             self._counter += 1
-            name = f"{self._prefix}{self._counter}"
-            self._refs[name] = 0
+            if owner_pid is None:
+                name = f"{self._prefix}{self._counter}"
+                self._refs[name] = 0
+            else:  # the reader owns it: not ours to track
+                name = f"{BUFFER_PREFIX}{owner_pid}-{self._token}-{self._counter}"
         assert self.directory is not None
         view = memoryview(getattr(buf, "buffer", buf)).cast("B")
         fd = os.open(self.directory / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -244,12 +298,25 @@ class ShmExporter:
             for name in names:
                 self._refs[name] = self._refs.get(name, 0) + 1
 
-    def forget_unheld(self, entries: list[dict[str, Any] | None]) -> None:
-        """Unlink files written for a message that was never sent."""
-        with self._lock:
-            stale = [e["name"] for e in entries if e is not None and not self._refs.get(e["name"])]
-        for name in stale:
-            self._drop(name)
+    def discard(self, entries: list[dict[str, Any] | None]) -> None:
+        """Unlink files written for a message that will not be sent."""
+        for entry in entries:
+            if entry is not None:
+                self._drop(entry["name"])
+
+    def client_threshold(self, session: str) -> tuple[int, int] | None:
+        """(pid, threshold) of a client on this host that accepts big answers in shared memory, or None."""
+        known = self._clients.get(session, 0)
+        if known == 0:
+            fields = read_probe(self.directory, CLIENT_PROBE_PREFIX, session)
+            try:
+                known = (int(fields[1]), int(fields[2])) if fields else None
+            except (IndexError, ValueError):
+                known = None
+            if len(self._clients) > 10000:
+                self._clients.clear()
+            self._clients[session] = known
+        return known
 
     def release(self, msg_id: str) -> None:
         """The reply of ``msg_id`` arrived (or it failed): unlink the files no other message needs."""
@@ -287,7 +354,7 @@ class ShmExporter:
             _unlink(self.directory / name)
 
 
-def _nbytes(buf: Any) -> int:
+def nbytes(buf: Any) -> int:
     if isinstance(buf, (bytes, bytearray)):
         return len(buf)
     inner = getattr(buf, "buffer", None)  # zmq.Frame
@@ -323,7 +390,7 @@ def _creator_pid(path: Path) -> int | None:
     try:
         if name.startswith(BUFFER_PREFIX):
             return int(name[len(BUFFER_PREFIX) :].split("-", 1)[0])
-        if name.startswith(PROBE_PREFIX):
+        if name.startswith((PROBE_PREFIX, CLIENT_PROBE_PREFIX)):
             return int(path.read_text("ascii").split()[1])
     except (OSError, ValueError, IndexError):
         return None

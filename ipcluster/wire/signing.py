@@ -41,15 +41,29 @@ class HmacSha256Signer:
 
     def __init__(self, key: bytes) -> None:
         self._key = key
+        # HMAC (RFC 2104) from SHA-256 states that already absorbed the padded key: a message then costs two
+        # state copies, not the one-shot call's per-call digest lookup and key setup (half the time, and
+        # several of these run per message on every hop).
+        block = key if len(key) <= 64 else hashlib.sha256(key).digest()
+        block = block.ljust(64, b"\0")
+        self._inner = hashlib.sha256(block.translate(_IPAD))
+        self._outer = hashlib.sha256(block.translate(_OPAD))
+
+    def _hmac(self, data: Buffer) -> hashlib._Hash:
+        inner = self._inner.copy()
+        inner.update(data)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer
 
     def sign(self, parts: Iterable[Buffer]) -> bytes:
-        # One C call over the joined frames: the JSON frames are small, the join is cheaper than HMAC objects.
-        return _hmac_digest(self._key, b"".join(parts), "sha256").hex().encode("ascii")
+        # One hash over the joined frames: the JSON frames are small, the join is cheaper than more updates.
+        return self._hmac(b"".join(parts)).hexdigest().encode("ascii")
 
     def digest_buffer(self, buf: Buffer) -> str:
         size = memoryview(buf).nbytes
         if size < CHUNKED_FROM:  # never depends on this machine: both ends must compute the same digest
-            return _hmac_digest(self._key, buf, "sha256").hex()
+            return self._hmac(buf).hexdigest()
         return self._chunked_digest(memoryview(buf).cast("B"), size)
 
     def _chunked_digest(self, view: memoryview, size: int) -> str:
@@ -68,6 +82,8 @@ class HmacSha256Signer:
 # cores (hashlib releases the GIL), which halves a 100 MB push's signing time on two cores.
 CHUNKED_FROM = 16 << 20
 CHUNK = 8 << 20
+_IPAD = bytes(b ^ 0x36 for b in range(256))  # translation tables: the key block xor the HMAC pads
+_OPAD = bytes(b ^ 0x5C for b in range(256))
 _hash_pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 

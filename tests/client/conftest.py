@@ -32,6 +32,16 @@ def rc(cluster: RunningCluster) -> Iterator[object]:
         client.close()
 
 
+@pytest.fixture
+def small_cluster(tmp_path: Path) -> Iterator[RunningCluster]:
+    """A private cluster of 2 engines with a fast heartbeat, for tests that kill or stop engines."""
+    running = RunningCluster(tmp_path, n=2, ping=200)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
 @pytest.fixture(scope="module")
 def profile_dir(cluster: RunningCluster) -> Path:
     return cluster.profile_dir

@@ -26,15 +26,6 @@ def _wait_for(predicate, timeout=30.0):
         time.sleep(0.05)
 
 
-@pytest.fixture
-def small_cluster(tmp_path):
-    running = RunningCluster(tmp_path, n=2, ping=200)
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
 def test_engine_killed_mid_task_fails_with_engine_error(small_cluster):
     with small_cluster.client() as rc:
         victim_id = rc.ids[0]

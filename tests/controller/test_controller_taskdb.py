@@ -88,3 +88,44 @@ def test_memory_stays_bounded_with_task_retention(start_cluster):
     history = client.query("history_request")["content"]["history"]
     assert len(history) == 50
     assert client.query("queue_request")["content"][str(eng.id)]["completed"] == 300
+
+
+@pytest.mark.parametrize("backend", ["dict", "sqlite"])
+def test_request_buffers_are_kept_for_resubmit_but_never_returned_by_queries(backend, tmp_path):
+    db = DictDB() if backend == "dict" else SQLiteDB(tmp_path / "t.db")
+    db.add_record("m0", {**_rec(0, False), "buffers": [b"f", b"args"], "result_buffers": None})
+    db.update_record("m0", {"completed": "2026-01-01T00:00:00+00:00", "result_buffers": [b"r"]})
+    assert [bytes(b) for b in db.get_record("m0")["buffers"]] == [b"f", b"args"]
+    (record,) = db.find_records({}, None)
+    assert "buffers" not in record and "result_buffers" not in record
+    assert db.find_records({}, ["buffers", "msg_id"]) == [{"msg_id": "m0"}]
+    db.close()
+
+
+def test_request_buffers_are_dropped_before_results_past_the_byte_limit():
+    db = DictDB(retention_bytes=250)
+    for i in range(3):
+        db.add_record(f"m{i}", {**_rec(i, False), "buffers": [b"q" * 50], "result_buffers": None})
+        db.update_record(f"m{i}", {"completed": "now", "result_buffers": [b"r" * 60]})
+    # 3 x 50 request bytes + 3 x 60 result bytes > 250: the two oldest requests go, every result stays
+    assert [db.get(f"m{i}").get("buffers_dropped", False) for i in range(3)] == [True, True, False]
+    assert all(db.get(f"m{i}")["result_buffers"] == [b"r" * 60] for i in range(3))
+    assert db.buffer_bytes == 50 + 180
+    db.drop_record("m2")
+    assert db.buffer_bytes == 120
+
+
+def test_sqlite_file_of_an_older_version_gains_the_new_columns(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE tasks (seq INTEGER, msg_id TEXT PRIMARY KEY, header TEXT, completed TEXT)")
+    conn.execute("INSERT INTO tasks VALUES (1, 'old', '{\"msg_id\": \"old\"}', 'then')")
+    conn.commit()
+    conn.close()
+    db = SQLiteDB(path)
+    assert db.get_record("old")["buffers"] is None and db.get_record("old")["header"] == {"msg_id": "old"}
+    db.add_record("new", {**_rec(1, False), "msg_id": "new", "buffers": [b"x"]})
+    assert [bytes(b) for b in db.get_record("new")["buffers"]] == [b"x"]
+    db.close()

@@ -219,3 +219,50 @@ def test_a_burst_of_prints_is_batched_not_one_message_per_print(fake_controller,
     assert 1 <= count < 200
     msgs = fake_controller.iopub_for(req["msg_id"], count)
     assert "".join(m["content"]["text"] for m in msgs) == "".join(f"{i}\n" for i in range(5000))
+
+
+def test_execute_publishes_the_value_of_a_final_expression_after_its_output(fake_controller, engine):
+    req = fake_controller.send(
+        "mux", "execute_request", {"code": "n = 20\nprint('before')\nn + 22", "silent": True}
+    )
+    reply = fake_controller.reply()
+    assert reply["content"]["status"] == "ok"
+    assert reply["metadata"]["iopub_count"] == 2
+    stream, result = fake_controller.iopub_for(req["msg_id"], 2)
+    assert stream["msg_type"] == "stream" and stream["content"]["text"] == "before\n"
+    assert result["msg_type"] == "execute_result"
+    assert result["content"]["data"] == {"text/plain": "42"}
+    assert isinstance(result["content"]["execution_count"], int)
+    # '_' holds the last value, as in IPython
+    fake_controller.send("mux", "execute_request", {"code": "_ + 1"})
+    fake_controller.reply()
+    fake_controller.apply(add, wire.Reference("_"), 0)
+    assert wire.deserialize_object(fake_controller.reply()["buffers"]) == 43
+
+
+def test_execute_without_a_final_value_publishes_no_result(fake_controller, engine):
+    for code in ("x = 1", "None", "def f():\n    return 1\n", "print('hi')"):
+        fake_controller.send("mux", "execute_request", {"code": code})
+        reply = fake_controller.reply()
+        assert reply["metadata"]["iopub_count"] == (1 if code.startswith("print") else 0), code
+
+
+def test_failing_execute_publishes_its_error_even_when_silent(fake_controller, engine):
+    req = fake_controller.send("mux", "execute_request", {"code": "1/0", "silent": True})
+    assert fake_controller.reply()["metadata"]["iopub_count"] == 1
+    [err] = fake_controller.iopub_for(req["msg_id"], 1)
+    assert err["msg_type"] == "error" and err["content"]["ename"] == "ZeroDivisionError"
+
+
+class BadRepr:
+    def __repr__(self):
+        raise RuntimeError("no repr")
+
+
+def test_a_result_whose_repr_fails_is_still_published(fake_controller, engine):
+    fake_controller.apply(wire.interactive(lambda obj: globals().update(bad=obj)), BadRepr())
+    fake_controller.reply()
+    req = fake_controller.send("mux", "execute_request", {"code": "bad"})
+    assert fake_controller.reply()["content"]["status"] == "ok"
+    [result] = fake_controller.iopub_for(req["msg_id"], 1)
+    assert "repr() failed: RuntimeError: no repr" in result["content"]["data"]["text/plain"]
