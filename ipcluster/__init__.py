@@ -13,23 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 from . import error
-from .client import (
-    AsyncHubResult,
-    AsyncMapResult,
-    AsyncResult,
-    Client,
-    Dependency,
-    DirectView,
-    LoadBalancedView,
-    ParallelFunction,
-    RemoteFunction,
-    View,
-    depend,
-    dependent,
-    parallel,
-    remote,
-    require,
-)
 from .error import (
     CompositeError,
     EngineError,
@@ -81,11 +64,43 @@ __all__ = [
 ]
 
 
+_CLIENT_NAMES = frozenset(
+    (
+        "AsyncHubResult",
+        "AsyncMapResult",
+        "AsyncResult",
+        "Client",
+        "Dependency",
+        "DirectView",
+        "LoadBalancedView",
+        "ParallelFunction",
+        "RemoteFunction",
+        "View",
+        "depend",
+        "dependent",
+        "parallel",
+        "remote",
+        "require",
+    )
+)
+
+
 def __getattr__(name: str) -> Any:
-    """``Cluster`` (and ``ClusterManager``) load on first use, so importing ipcluster never pulls in the
-    launchers and import order between modules cannot break."""
-    if name in ("Cluster", "ClusterManager"):
+    """The client's names and ``Cluster`` load on first use: an engine or controller process, which imports
+    this package too, then never pays for the client (asyncio and all) or the launchers at start-up."""
+    if name in _CLIENT_NAMES:
+        from . import client
+
+        value = getattr(client, name)
+    elif name in ("Cluster", "ClusterManager"):
         from . import cluster
 
-        return getattr(cluster, name)
-    raise AttributeError(f"module 'ipcluster' has no attribute {name!r}")
+        value = getattr(cluster, name)
+    else:
+        raise AttributeError(f"module 'ipcluster' has no attribute {name!r}")
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _CLIENT_NAMES | {"Cluster", "ClusterManager"})

@@ -197,6 +197,8 @@ class Hub:
                 "id": eid,
                 "hb_period": self.config.hb_period,
                 "hb_misses": self.config.hb_misses,
+                # the newest ping nonce: the heart may pong it at once instead of waiting up to a period
+                "hb_nonce": self.heart.nonces[0].hex() if self.heart is not None else None,
             },
         )
 

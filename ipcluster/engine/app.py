@@ -174,6 +174,7 @@ def run_engine(
         controller_url,
         hb_period,
         hb_misses,
+        first_nonce=_nonce(reply.get("hb_nonce")),
     )
     try:
         engine.connect()
@@ -187,6 +188,14 @@ def run_engine(
     code = engine.serve()
     context.term()
     return code
+
+
+def _nonce(value: object) -> bytes | None:
+    """The ping nonce of a registration reply, for the heart's first pong (None if absent or malformed)."""
+    try:
+        return bytes.fromhex(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _new_uuid() -> str:

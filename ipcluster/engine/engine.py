@@ -74,6 +74,7 @@ class Engine:
         controller_url: str,
         hb_period_ms: float = 0.0,
         hb_misses: int = 0,
+        first_nonce: bytes | None = None,
     ) -> None:
         self.context = context
         self.session = session
@@ -111,6 +112,7 @@ class Engine:
             self._controller_gone,
             gap_ms=2 * hb_period_ms,
             on_gap=self.rejoiner.gap if self.rejoiner else None,
+            first_nonce=first_nonce,
         )
 
     def _dealer(self, ident: bytes) -> zmq.Socket:

@@ -43,6 +43,7 @@ class Heart(threading.Thread):
         on_controller_gone: Callable[[], None],
         gap_ms: float = 0.0,
         on_gap: Callable[[], None] | None = None,
+        first_nonce: bytes | None = None,
     ) -> None:
         super().__init__(name="ipengine-heart", daemon=True)
         self.context = context
@@ -56,6 +57,9 @@ class Heart(threading.Thread):
         # pings resuming after more than gap_ms of silence call on_gap (rejoin.py: re-register if lapsed)
         self.gap = gap_ms / 1000.0
         self.on_gap = on_gap
+        # the nonce of the registration reply: ponged as soon as we connect, so registration completes at
+        # once rather than at the next ping (up to a period later)
+        self.first_nonce = first_nonce
         self._stopped = threading.Event()
         self.disconnects = 0
 
@@ -73,6 +77,10 @@ class Heart(threading.Thread):
             monitor = pong.get_monitor_socket(zmq.EVENT_DISCONNECTED) if self.on_gap is not None else None
             sub.connect(self.ping_url)
             pong.connect(self.pong_url)
+            if self.first_nonce:
+                pong.send_multipart(
+                    [self.first_nonce, pong_mac(self.signer, self.first_nonce, self.engine_uuid)]
+                )
             try:
                 self._beat(sub, pong, monitor)
             finally:

@@ -9,10 +9,12 @@ others on the loop. This is the fast path the controller and engines use instead
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import asyncio
 
 import zmq
 
@@ -49,7 +51,7 @@ def send_frames(sock: zmq.Socket, frames: list[Any], copy: bool = True) -> None:
 
 
 # loop -> the readers poked while one of its readers drains (checked when the drain's batch ends)
-_in_drain: dict[asyncio.AbstractEventLoop, list[SocketReader]] = {}
+_in_drain: dict[Any, list[SocketReader]] = {}  # per event loop
 
 
 class SocketReader:
@@ -70,7 +72,11 @@ class SocketReader:
         self.socket = socket
         self._items = [(socket, _POLLIN)]  # for _poll: is a message waiting?
         self.on_message = on_message
-        self.loop = loop or asyncio.get_event_loop()
+        if loop is None:
+            import asyncio  # here, not at the top: engines use this module without asyncio
+
+            loop = asyncio.get_event_loop()
+        self.loop = loop
         self.copy = copy
         self.batch = batch
         self._scheduled = False

@@ -94,3 +94,16 @@ def test_engine_exits_0_after_shutdown_request(small_cluster):
         rc.shutdown(targets=rc.ids[0], block=True)
         proc = next(p for p in small_cluster.engines if p.pid == pid)
         assert proc.wait(30) == 0, small_cluster.logs()
+
+
+def test_an_engine_registers_without_waiting_for_the_next_ping(tmp_path):
+    """The registration reply carries the current ping nonce and the heart pongs it at once: with a 60 s
+    ping period an engine is still registered within seconds, not at the next ping."""
+    running = RunningCluster(tmp_path, n=0, ping=60_000)
+    try:
+        with running.client(n=0) as rc:
+            running.add_engine()
+            rc.wait_for_engines(1, timeout=30)
+            assert rc[:].apply_sync(lambda: 6 * 7) == [42]
+    finally:
+        running.stop()
