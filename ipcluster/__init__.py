@@ -64,38 +64,17 @@ __all__ = [
 ]
 
 
-_CLIENT_NAMES = frozenset(
-    (
-        "AsyncHubResult",
-        "AsyncMapResult",
-        "AsyncResult",
-        "Client",
-        "Dependency",
-        "DirectView",
-        "LoadBalancedView",
-        "ParallelFunction",
-        "RemoteFunction",
-        "View",
-        "depend",
-        "dependent",
-        "parallel",
-        "remote",
-        "require",
-    )
-)
-
-
 def __getattr__(name: str) -> Any:
     """The client's names and ``Cluster`` load on first use: an engine or controller process, which imports
     this package too, then never pays for the client (asyncio and all) or the launchers at start-up."""
-    if name in _CLIENT_NAMES:
-        from . import client
-
-        value = getattr(client, name)
-    elif name in ("Cluster", "ClusterManager"):
+    if name in ("Cluster", "ClusterManager"):
         from . import cluster
 
         value = getattr(cluster, name)
+    elif name in __all__:  # every other public name not imported above is the client's
+        from . import client
+
+        value = getattr(client, name)
     else:
         raise AttributeError(f"module 'ipcluster' has no attribute {name!r}")
     globals()[name] = value  # later lookups are plain attribute reads
@@ -103,4 +82,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _CLIENT_NAMES | {"Cluster", "ClusterManager"})
+    return sorted(set(globals()) | set(__all__) | {"ClusterManager"})
