@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,6 +61,18 @@ def _no_leftover_processes() -> Iterator[None]:
 
 @pytest.fixture(autouse=True, scope="session")
 def _no_leftover_shared_memory() -> Iterator[None]:
+    started = time.time()
     yield
+    # Engines started through the test sshd do not inherit IPCLUSTER_SHM_DIR: probes that those killed in
+    # tests left in the machine's directory are removed (only files of dead processes made by this run).
+    from ipcluster.wire.shm import stale_files
+
+    machine_dir = Path("/dev/shm")
+    for path in stale_files(machine_dir) if machine_dir.is_dir() else []:
+        try:
+            if path.stat().st_mtime >= started:
+                path.unlink()
+        except OSError:
+            pass
     buffers = sorted(p.name for p in _SHM_DIR.glob("ipcluster-buf-*"))
     assert not buffers, f"shared-memory buffers left behind by the tests: {buffers}"
