@@ -185,10 +185,10 @@ class RequestSender:
         if not local:
             return None
         buffers = list(buffers)
-        try:
-            (frames, entries), digests = self._shm.export_while(buffers, lambda: self._digests(buffers))
-        except OSError:  # shared memory full or gone: logged, and the sockets carry the buffers
+        exported = self._shm.export_while(buffers, lambda: self._digests(buffers))
+        if exported is None:
             return None
+        (frames, entries), digests = exported
         return local, frames, entries, digests
 
     def _register(self, ar: AsyncResult, built: list[tuple], metadata: dict[str, Any] | None) -> None:

@@ -322,16 +322,10 @@ class Engine:
         if client is None or not out.wants(buffers, client[1]):
             return False
         pid, threshold = client
-        secure, digest = self.session.secure, self.session.signer.digest_buffer
-        try:
-            (frames, entries), digests = out.export_while(
-                buffers,
-                lambda: [digest(b) for b in buffers] if secure else [],
-                owner_pid=pid,
-                threshold=threshold,
-            )
-        except OSError:  # shared memory full or gone: logged, and the socket carries the result
+        exported = out.export_while(buffers, lambda: self.session.digests(buffers), pid, threshold)
+        if exported is None:
             return False
+        (frames, entries), digests = exported
         try:
             self.session.send(
                 sock, reply_type, content, parent, metadata, frames, idents, digests=digests, shm=entries

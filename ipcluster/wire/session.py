@@ -188,10 +188,8 @@ class Session:
         header = msg["header"]
         if not self.secure:
             header["buffers"] = []
-        elif digests is not None:
-            header["buffers"] = digests
         else:
-            header["buffers"] = [self.signer.digest_buffer(_view(b)) for b in buffers]
+            header["buffers"] = digests if digests is not None else self.digests(buffers)
         if shm:
             header["shm"] = shm
         parts = [
@@ -202,6 +200,12 @@ class Session:
         ]
         signature = self.signer.sign(parts)
         return [*idents, DELIM, signature, *parts, *buffers]
+
+    def digests(self, buffers: Sequence[Frame]) -> list[str]:
+        """The signed header's per-buffer digests (none for an unsigned cluster)."""
+        if not self.secure:
+            return []
+        return [self.signer.digest_buffer(_view(b)) for b in buffers]
 
     def send(
         self,

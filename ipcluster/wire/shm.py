@@ -239,10 +239,11 @@ class ShmExporter:
         work: Callable[[], T],
         owner_pid: int | None = None,
         threshold: int | None = None,
-    ) -> tuple[tuple[list[Any], list[Any]], T]:
+    ) -> tuple[tuple[list[Any], list[Any]], T] | None:
         """``export(buffers)`` on a worker thread while ``work()`` (hashing the same buffers) runs here.
 
-        Both release the GIL on big buffers, so on two cores the copy and the hash overlap.
+        Both release the GIL on big buffers, so on two cores the copy and the hash overlap. None when the
+        directory could not take the files (full or gone; logged): the caller sends the buffers in frames.
         """
         box: list[Any] = []
 
@@ -262,6 +263,8 @@ class ShmExporter:
                 self.discard(box[0][1])
             raise
         writer.join()
+        if isinstance(box[0], OSError):
+            return None
         if isinstance(box[0], BaseException):
             raise box[0]
         return box[0], result
