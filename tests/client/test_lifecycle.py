@@ -7,6 +7,7 @@ import time
 
 import pytest
 from client_cluster import RunningCluster
+from cluster_helpers import wait_for
 
 import ipcluster as ipp
 
@@ -16,14 +17,6 @@ def sleep_then(x, delay):
 
     time.sleep(delay)
     return x
-
-
-def _wait_for(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 def test_engine_killed_mid_task_fails_with_engine_error(small_cluster):
@@ -39,7 +32,7 @@ def test_engine_killed_mid_task_fails_with_engine_error(small_cluster):
             ar.get(30)
         with pytest.raises(ipp.EngineError):
             queued.get(30)
-        _wait_for(lambda: victim_id not in rc.ids)
+        wait_for(lambda: victim_id not in rc.ids, 30)
         assert rc[:].apply_sync(lambda: 1) == [1]
 
 
@@ -59,7 +52,7 @@ def test_shutdown_engines_and_hub(small_cluster):
         first = rc.ids[0]
         first_pid = rc[first].apply_sync(__import__("os").getpid)
         rc.shutdown(targets=[first], block=True)
-        _wait_for(lambda: first not in rc.ids)
+        wait_for(lambda: first not in rc.ids, 30)
         first_proc = next(p for p in small_cluster.engines if p.pid == first_pid)
         assert first_proc.wait(30) is not None, small_cluster.logs()
         rc.shutdown(hub=True, block=True)

@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from cluster_helpers import wait_for
 
 import ipcluster as ipp
 from ipcluster.client import io as clientio
@@ -37,14 +38,6 @@ def set_later(value, delay):
 @ipp.interactive
 def get_value():
     return lane_order_value  # noqa: F821 - defined in the engine's namespace by set_later
-
-
-def _wait_for(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 def test_blocking_calls_go_through_lanes_and_return_their_results(rc):
@@ -141,7 +134,7 @@ def test_an_interrupted_sync_call_still_gets_its_late_reply(rc):
     assert msg_id in rc.outstanding
     # the IO thread took the lane over and delivers the reply when it comes
     assert rc.get_result(msg_id).get(10) == "late"
-    _wait_for(lambda: msg_id not in rc.outstanding)
+    wait_for(lambda: msg_id not in rc.outstanding, 30)
     assert rc.metadata[msg_id].status == "ok"
     # and the next calls get their own results, not that one
     assert [e0.apply_sync(abs, -i) for i in range(5)] == list(range(5))
@@ -159,7 +152,7 @@ def test_closing_the_client_ends_a_waiting_sync_call(cluster):
 
     thread = threading.Thread(target=caller)
     thread.start()
-    _wait_for(lambda: len(client.outstanding) == 1)
+    wait_for(lambda: len(client.outstanding) == 1, 30)
     t0 = time.monotonic()
     client.close()
     thread.join(10)
@@ -174,7 +167,7 @@ def test_resubmitted_replies_do_not_stop_the_lanes(rc):
     rc.resubmit(lview.history[-1]).get(10)
     # the resubmitted task's reply came on the IO thread's socket: it is counted as expected, so the
     # counters that let a blocking call take a lane agree again
-    _wait_for(lambda: rc._io._answered[clientio.TASK] == rc._io._queued[clientio.TASK], 10)
+    wait_for(lambda: rc._io._answered[clientio.TASK] == rc._io._queued[clientio.TASK], 10)
     assert lview.apply_sync(abs, -4) == 4
 
 
@@ -186,7 +179,7 @@ def test_engine_dying_under_a_sync_call_raises_engine_error(small_cluster):
         threading.Timer(0.5, victim.send_signal, (signal.SIGKILL,)).start()
         with pytest.raises(ipp.EngineError):
             rc[victim_id].apply_sync(sleep_then, 1, 30)
-        _wait_for(lambda: victim_id not in rc.ids)
+        wait_for(lambda: victim_id not in rc.ids, 30)
         assert rc.load_balanced_view().apply_sync(abs, -7) == 7
 
 
